@@ -1,0 +1,249 @@
+// SPDX-License-Identifier: Apache-2.0
+// compsrt: fast orthonormal Walsh-Hadamard transform along the last axis.
+//
+// This header is the single source of the CUDA kernel. It is compiled
+//   * at run time by NVRTC through CuPy (compsrt/plugins/kernel.py, Python plugin), and
+//   * ahead of time by nvcc (csrc/hadamard_launch.cu -> libcompsrt_plugins.so, C++ plugin).
+// It must therefore stay NVRTC-compatible: no host-only standard headers.
+//
+// Semantics (per row of length n, input row of real width m <= n, zero-padded to n):
+//   y = H_n x / sqrt(n),  H_n the Sylvester Hadamard matrix, H[i][j] = (-1)^popcount(i & j)
+// computed in FP32 whatever the I/O type. The fused quantizing variant writes INT8 codes
+//   q = saturate(round_half_even((y - shift) / scale), qmin, qmax)
+// from the FP32 y (it is never rounded to FP16 first), i.e. ONNX QuantizeLinear semantics
+// with zero point 0 applied to (y - shift).
+//
+// Work decomposition: a row is owned by T = n / E consecutive lanes of one warp (T <= 32);
+// each lane holds E consecutive elements in registers. log2(E) butterfly stages run inside
+// the thread, log2(T) stages across lanes through __shfl_xor_sync. With E = n (T = 1) a
+// thread owns a whole row and no shuffles are needed. Loads/stores are 16-byte vectors
+// when the row is unpadded and the base pointer is 16-byte aligned, else scalar with a
+// bounds check (m = 10, 60, 120 need that: their rows are not 16-byte aligned).
+#pragma once
+
+#include <cuda_fp16.h>
+
+namespace compsrt
+{
+
+template <typename T>
+__device__ __forceinline__ float toFloat(T v);
+template <>
+__device__ __forceinline__ float toFloat<float>(float v)
+{
+    return v;
+}
+template <>
+__device__ __forceinline__ float toFloat<__half>(__half v)
+{
+    return __half2float(v);
+}
+
+// Copy BYTES bytes from global memory into a 16-byte aligned register buffer with the
+// widest streaming loads the size allows (the source must be aligned to that width).
+template <int BYTES>
+__device__ __forceinline__ void loadRaw(void* dst, void const* src)
+{
+    if constexpr (BYTES % 16 == 0)
+    {
+#pragma unroll
+        for (int k = 0; k < BYTES / 16; ++k)
+            reinterpret_cast<uint4*>(dst)[k] = __ldcs(reinterpret_cast<uint4 const*>(src) + k);
+    }
+    else if constexpr (BYTES % 8 == 0)
+    {
+#pragma unroll
+        for (int k = 0; k < BYTES / 8; ++k)
+            reinterpret_cast<uint2*>(dst)[k] = __ldcs(reinterpret_cast<uint2 const*>(src) + k);
+    }
+    else if constexpr (BYTES % 4 == 0)
+    {
+#pragma unroll
+        for (int k = 0; k < BYTES / 4; ++k)
+            reinterpret_cast<unsigned int*>(dst)[k] = __ldcs(reinterpret_cast<unsigned int const*>(src) + k);
+    }
+    else if constexpr (BYTES % 2 == 0)
+    {
+#pragma unroll
+        for (int k = 0; k < BYTES / 2; ++k)
+            reinterpret_cast<unsigned short*>(dst)[k] = __ldcs(reinterpret_cast<unsigned short const*>(src) + k);
+    }
+    else
+    {
+#pragma unroll
+        for (int k = 0; k < BYTES; ++k)
+            reinterpret_cast<unsigned char*>(dst)[k] = __ldcs(reinterpret_cast<unsigned char const*>(src) + k);
+    }
+}
+
+template <int BYTES>
+__device__ __forceinline__ void storeRaw(void* dst, void const* src)
+{
+    if constexpr (BYTES % 16 == 0)
+    {
+#pragma unroll
+        for (int k = 0; k < BYTES / 16; ++k)
+            __stcs(reinterpret_cast<uint4*>(dst) + k, reinterpret_cast<uint4 const*>(src)[k]);
+    }
+    else if constexpr (BYTES % 8 == 0)
+    {
+#pragma unroll
+        for (int k = 0; k < BYTES / 8; ++k)
+            __stcs(reinterpret_cast<uint2*>(dst) + k, reinterpret_cast<uint2 const*>(src)[k]);
+    }
+    else if constexpr (BYTES % 4 == 0)
+    {
+#pragma unroll
+        for (int k = 0; k < BYTES / 4; ++k)
+            __stcs(reinterpret_cast<unsigned int*>(dst) + k, reinterpret_cast<unsigned int const*>(src)[k]);
+    }
+    else if constexpr (BYTES % 2 == 0)
+    {
+#pragma unroll
+        for (int k = 0; k < BYTES / 2; ++k)
+            __stcs(reinterpret_cast<unsigned short*>(dst) + k, reinterpret_cast<unsigned short const*>(src)[k]);
+    }
+    else
+    {
+#pragma unroll
+        for (int k = 0; k < BYTES; ++k)
+            reinterpret_cast<unsigned char*>(dst)[k] = reinterpret_cast<unsigned char const*>(src)[k];
+    }
+}
+
+template <typename Tout>
+struct OutConv;
+template <>
+struct OutConv<float>
+{
+    __device__ __forceinline__ static float conv(float y, float, float, float, float)
+    {
+        return y;
+    }
+};
+template <>
+struct OutConv<__half>
+{
+    __device__ __forceinline__ static __half conv(float y, float, float, float, float)
+    {
+        return __float2half_rn(y);
+    }
+};
+template <>
+struct OutConv<signed char>
+{
+    // q = saturate(rint((y - shift) / scale), qmin, qmax); IEEE division (no fast math),
+    // rintf rounds half to even. NaN inputs give qmin.
+    __device__ __forceinline__ static signed char conv(float y, float shift, float scale, float qmin, float qmax)
+    {
+        float q = rintf(__fdiv_rn(y - shift, scale));
+        q = fminf(fmaxf(q, qmin), qmax);
+        return static_cast<signed char>(__float2int_rn(q));
+    }
+};
+
+// Kernel. Template: input type, output type (same as input, or signed char = INT8 codes),
+// E = elements per thread (power of two, 1..32). Run time: log2 of threads per row
+// (n = E << logT, logT <= 5), m = real input width, vecIn/vecOut = 16-byte path allowed.
+// Grid: any; a block-stride loop covers all rows; blockDim.x must be a multiple of 32.
+template <typename Tin, typename Tout, int E>
+__global__ void __launch_bounds__(256) hadamardRowsKernel(Tin const* __restrict__ x, Tout* __restrict__ y,
+    long long rows, int m, int logT, int vecIn, int vecOut, float norm, float shift, float scale, float qmin,
+    float qmax)
+{
+    int const T = 1 << logT;
+    int const n = E << logT;
+    long long const total = rows << logT;
+    long long const stride = static_cast<long long>(gridDim.x) * blockDim.x;
+    for (long long base = static_cast<long long>(blockIdx.x) * blockDim.x; base < total; base += stride)
+    {
+        // The loop bound is uniform across the block, so every lane of a warp reaches the
+        // shuffles below; lanes past the end work on zeros and store nothing.
+        long long const g = base + threadIdx.x;
+        bool const valid = g < total;
+        long long const row = g >> logT;
+        int const t = static_cast<int>(g & (T - 1));
+        int const col0 = t * E;
+
+        float v[E];
+        if (valid && vecIn)
+        {
+            __align__(16) Tin buf[E];
+            loadRaw<E * static_cast<int>(sizeof(Tin))>(buf, x + row * n + col0);
+#pragma unroll
+            for (int j = 0; j < E; ++j)
+                v[j] = toFloat<Tin>(buf[j]);
+        }
+        else
+        {
+            Tin const* src = x + row * m;
+#pragma unroll
+            for (int j = 0; j < E; ++j)
+            {
+                int const c = col0 + j;
+                v[j] = (valid && c < m) ? toFloat<Tin>(src[c]) : 0.0f;
+            }
+        }
+
+        // In-thread stages (element strides 1 .. E/2).
+#pragma unroll
+        for (int h = 1; h < E; h <<= 1)
+        {
+#pragma unroll
+            for (int i = 0; i < E; ++i)
+            {
+                if ((i & h) == 0)
+                {
+                    float const a = v[i];
+                    float const b = v[i + h];
+                    v[i] = a + b;
+                    v[i + h] = a - b;
+                }
+            }
+        }
+        // Cross-lane stages (element strides E .. n/2): partner lane = lane ^ (1 << s).
+        for (int s = 0; s < logT; ++s)
+        {
+            int const lm = 1 << s;
+            bool const upper = (t & lm) != 0;
+#pragma unroll
+            for (int i = 0; i < E; ++i)
+            {
+                float const o = __shfl_xor_sync(0xffffffffu, v[i], lm);
+                v[i] = upper ? (o - v[i]) : (v[i] + o);
+            }
+        }
+
+        if (valid)
+        {
+            __align__(16) Tout ob[E];
+#pragma unroll
+            for (int j = 0; j < E; ++j)
+                ob[j] = OutConv<Tout>::conv(v[j] * norm, shift, scale, qmin, qmax);
+            Tout* dst = y + row * n + col0;
+            if (vecOut)
+            {
+                storeRaw<E * static_cast<int>(sizeof(Tout))>(dst, ob);
+            }
+            else
+            {
+#pragma unroll
+                for (int j = 0; j < E; ++j)
+                    dst[j] = ob[j];
+            }
+        }
+    }
+}
+
+// Default elements-per-thread choice, shared by the Python and C++ launchers
+// (compsrt/plugins/kernel.py::default_elems_per_thread mirrors it; keep them equal).
+__host__ __device__ inline int defaultElemsPerThread(int n, int inBytes)
+{
+    (void) inBytes;
+    int e = n < 32 ? n : 32;
+    if (n > 32 * 32)
+        e = n / 32; // not instantiated: n > 1024 is rejected by the launchers
+    return e;
+}
+
+} // namespace compsrt
