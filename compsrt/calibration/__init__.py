@@ -1,0 +1,13 @@
+"""CompSRT calibration: Hadamard-domain low-bit quantization of SwinIR-light.
+
+Two formulations share one code path:
+
+* ``paper``  - the authors' simulation (rotate, clip, asymmetric quantize, rotate back, crop);
+* ``deploy`` - the form TensorRT's symmetric Q/DQ executes (matmuls in the rotated, padded domain,
+  clamped integer codes, activation offsets folded into biases). See :mod:`compsrt.calibration.deploy`.
+
+Entry points: :func:`compsrt.calibration.distill.calibrate`,
+:func:`compsrt.calibration.checkpoint.load_compressed_model`, :func:`compsrt.calibration.deploy.deploy_sites`.
+"""
+
+from .qmodel import QuantConfig, quantize_model  # noqa: F401

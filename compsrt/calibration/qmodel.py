@@ -1,0 +1,270 @@
+"""Turning a SwinIR(-light) model into its CompSRT fake-quantized twin (paper or deploy form).
+
+Per Swin block 16 quantizers: weight + input of the q, k, v (qkv split into three Linears), proj,
+fc1 and fc2 Linears, and the attention operands q (after the 1/sqrt(d) scaling), k, v and the softmax
+probabilities. Convs, LayerNorms, biases, softmax, GELU and residual adds stay FP32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import CompsrtError
+from .hadamard import hadamard, next_pow2, pad_last, rotate_last, rotate_tokens
+from .quant import FakeQuant
+
+MODES = ("paper", "deploy")
+BITS = (2, 3, 4)
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    bits: int = 4
+    mode: str = "deploy"
+    prune: str | None = None  # None, "0.4" (unstructured ratio) or "2:4"
+
+    def __post_init__(self):
+        if self.bits not in BITS:
+            raise CompsrtError(f"--bits must be one of {BITS}, got {self.bits}")
+        if self.mode not in MODES:
+            raise CompsrtError(f"--mode must be one of {MODES}, got {self.mode!r}")
+        if self.prune is not None:
+            if self.prune == "2:4":
+                if self.mode != "deploy":
+                    raise CompsrtError("2:4 pruning exists only in deploy mode (the paper prunes unstructured)")
+            else:
+                try:
+                    r = float(self.prune)
+                except ValueError:
+                    raise CompsrtError(f"--prune must be a ratio in (0, 1) or '2:4', got {self.prune!r}") from None
+                if not 0 < r < 1:
+                    raise CompsrtError(f"--prune ratio must be in (0, 1), got {r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def tag(self) -> str:
+        p = "" if self.prune is None else ("_p24" if self.prune == "2:4" else f"_p{self.prune}")
+        return f"{self.mode}_w{self.bits}a{self.bits}{p}"
+
+
+def prune_mask(wt: torch.Tensor, prune: str | None) -> torch.Tensor:
+    """Frozen keep-mask (bool, same shape) of rotated weights: exact per-tensor magnitude quantile, or 2:4 along K."""
+    if prune is None:
+        return torch.ones_like(wt, dtype=torch.bool)
+    a = wt.abs()
+    if prune == "2:4":
+        out, n = a.shape
+        g = a.reshape(out, n // 4, 4)
+        top = g.topk(2, dim=-1).indices
+        keep = torch.zeros_like(g, dtype=torch.bool).scatter_(-1, top, True)
+        return keep.reshape(out, n)
+    ratio = float(prune)
+    k = int(round(ratio * a.numel()))  # prune exactly the k smallest magnitudes (ties broken by index)
+    order = a.flatten().argsort(stable=True)
+    keep = torch.ones(a.numel(), dtype=torch.bool, device=a.device)
+    keep[order[:k]] = False
+    return keep.view_as(a)
+
+
+class QLinear(nn.Module):
+    """A Linear whose weight and input are quantized in the Hadamard domain.
+
+    Buffers: ``fp_weight`` (out, m) during calibration; ``codes`` (int8, (out, n)) once frozen;
+    ``mask`` (bool, (out, n)). ``bias`` is the FP bias (deploy folds the activation shift into it on the fly).
+    """
+
+    def __init__(self, linear: nn.Linear | None, cfg: QuantConfig, in_features: int = 0, out_features: int = 0,
+                 weight: torch.Tensor | None = None, bias: torch.Tensor | None = None):
+        super().__init__()
+        if linear is not None:
+            weight, bias = linear.weight, linear.bias
+        self.cfg = cfg
+        self.mode = cfg.mode
+        self.out_features, self.in_features = weight.shape
+        self.n = next_pow2(self.in_features)
+        self.register_buffer("fp_weight", weight.detach().clone().float())
+        self.bias = nn.Parameter(bias.detach().clone().float(), requires_grad=False)
+        self.register_buffer("codes", torch.zeros(0, dtype=torch.int8))
+        self.register_buffer("mask", torch.ones(self.out_features, self.n, dtype=torch.bool))
+        wkind = "paper" if cfg.mode == "paper" else "sym"
+        self.wq = FakeQuant(cfg.bits, wkind, channels=self.out_features if cfg.mode == "deploy" else None)
+        self.aq = FakeQuant(cfg.bits, "paper" if cfg.mode == "paper" else "asym")
+
+    @property
+    def frozen(self) -> bool:
+        return self.codes.numel() > 0
+
+    def rotated_weight(self) -> torch.Tensor:
+        """[W, 0] @ H_n, pruned (zeros where the mask drops), (out, n)."""
+        return rotate_last(self.fp_weight, self.n) * self.mask
+
+    @torch.no_grad()
+    def init_weight_(self) -> None:
+        """Pruning mask (frozen) then DOBI on the rotated weight (data-free)."""
+        wt = rotate_last(self.fp_weight, self.n)
+        self.mask.copy_(prune_mask(wt, self.cfg.prune))
+        self.wq.dobi_(wt * self.mask)
+
+    def qweight(self) -> torch.Tensor:
+        """The dequantized rotated weight (out, n) (deploy) or the rotated-back cropped weight (out, m) (paper)."""
+        if self.frozen:
+            w = self.wq.dequant(self.codes.float())
+        else:
+            w = self.wq(self.rotated_weight())
+        if self.mode == "paper":
+            w = w * self.mask  # pruned weights are exact zeros (not stored)
+            return (w @ hadamard(self.n, w.device, w.dtype))[:, : self.in_features]
+        return w
+
+    @torch.no_grad()
+    def freeze_(self) -> None:
+        """Store the integer codes of the rotated weight and drop the FP weight."""
+        codes = self.wq.codes(self.rotated_weight())
+        if self.mode == "paper":
+            codes = codes * self.mask
+        self.codes = codes.to(torch.int8)
+        self.fp_weight = torch.zeros(0, device=self.codes.device)
+
+    def folded_bias(self, w: torch.Tensor) -> torch.Tensor:
+        """Deploy: b' = b + shift * sum_k DQ(W~)[o, k]  (so the graph computes DQ(Q(x~ - shift)) DQ(W~)^T + b')."""
+        return self.bias + self.aq.shift() * w.sum(1)
+
+    def forward_rotated(self, xt: torch.Tensor) -> torch.Tensor:
+        """Input already rotated: xt = [x, 0] @ H_n."""
+        if self.aq.observe:
+            self.aq(xt)
+            return self._fp_from_rotated(xt)
+        w = self.qweight()
+        if self.mode == "paper":
+            xq = self.aq(xt) @ hadamard(self.n, xt.device, xt.dtype)
+            return F.linear(xq[..., : self.in_features], w, self.bias)
+        return F.linear(self.aq(xt), w, self.folded_bias(w))
+
+    def _fp_from_rotated(self, xt: torch.Tensor) -> torch.Tensor:
+        x = (xt @ hadamard(self.n, xt.device, xt.dtype))[..., : self.in_features]
+        return F.linear(x, self.fp_weight, self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.aq.observe:
+            self.aq(rotate_last(x, self.n))
+            return F.linear(x, self.fp_weight, self.bias)
+        return self.forward_rotated(rotate_last(x, self.n))
+
+
+class QKV(nn.Module):
+    """The fused qkv Linear split into three quantized 60->60 Linears sharing one rotation of the input."""
+
+    def __init__(self, qkv: nn.Linear, cfg: QuantConfig):
+        super().__init__()
+        dim = qkv.in_features
+        w, b = qkv.weight.detach(), qkv.bias.detach()
+        self.q = QLinear(None, cfg, weight=w[:dim], bias=b[:dim])
+        self.k = QLinear(None, cfg, weight=w[dim : 2 * dim], bias=b[dim : 2 * dim])
+        self.v = QLinear(None, cfg, weight=w[2 * dim :], bias=b[2 * dim :])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.q.aq.observe:
+            return torch.cat([self.q(x), self.k(x), self.v(x)], -1)
+        xt = rotate_last(x, self.q.n)
+        return torch.cat([self.q.forward_rotated(xt), self.k.forward_rotated(xt), self.v.forward_rotated(xt)], -1)
+
+
+class OperandQuant(nn.Module):
+    """Quantizer of an attention operand (replaces the ``quant_*`` identity hooks of WindowAttention).
+
+    paper : rotate the last axis (head_dim padded 10->16, or the 64 keys of the probabilities),
+            quantize, rotate back, crop.
+    deploy: q, k -> rotated along head_dim (padded to 16), returned *in the rotated domain* (q~ k~^T = q k^T);
+            k may carry an asymmetric shift that is subtracted and not added back (softmax is invariant to
+            a per-row constant, and q~ . shift is constant along the key axis);
+            attn -> rotated along the key axis, v -> rotated along the token axis (P H . H v = P v).
+    """
+
+    def __init__(self, role: str, cfg: QuantConfig):
+        super().__init__()
+        self.role = role
+        self.mode = cfg.mode
+        if cfg.mode == "paper":
+            kind = "paper"
+        else:
+            kind = "asym" if role == "k" else "sym"
+        self.fq = FakeQuant(cfg.bits, kind)
+
+    def rotate(self, t: torch.Tensor) -> torch.Tensor:
+        if self.mode == "deploy" and self.role == "v":
+            return rotate_tokens(t)
+        return rotate_last(t)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        if self.fq.observe:
+            self.fq(self.rotate(t))
+            return t
+        tt = self.rotate(t)
+        y = self.fq(tt)
+        if self.mode == "deploy":
+            return y
+        m = t.shape[-1]
+        return (y @ hadamard(tt.shape[-1], y.device, y.dtype))[..., :m]
+
+
+def quantize_model(model: nn.Module, cfg: QuantConfig, init_weights: bool = True) -> nn.Module:
+    """Replace, in place, every Swin block's Linears and attention hooks by quantized modules."""
+    from ..models.swinir import SwinTransformerBlock
+
+    for blk in model.modules():
+        if not isinstance(blk, SwinTransformerBlock):
+            continue
+        a = blk.attn
+        a.qkv = QKV(a.qkv, cfg)
+        a.proj = QLinear(a.proj, cfg)
+        blk.mlp.fc1 = QLinear(blk.mlp.fc1, cfg)
+        blk.mlp.fc2 = QLinear(blk.mlp.fc2, cfg)
+        for role in ("q", "k", "v", "attn"):
+            setattr(a, f"quant_{role}", OperandQuant(role, cfg))
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for fq in quantizers(model):
+        fq.l.requires_grad_(True)
+        fq.u.requires_grad_(True)
+        fq.alpha.requires_grad_(True)
+        fq.beta.requires_grad_(fq.kind != "sym")
+    if init_weights:
+        for m in model.modules():
+            if isinstance(m, QLinear):
+                m.init_weight_()
+    model.quant_config = cfg
+    return model
+
+
+def quantizers(model: nn.Module) -> list[FakeQuant]:
+    return [m for m in model.modules() if isinstance(m, FakeQuant)]
+
+
+def qlinears(model: nn.Module) -> list[QLinear]:
+    return [m for m in model.modules() if isinstance(m, QLinear)]
+
+
+def set_observe(model: nn.Module, on: bool) -> None:
+    """Activation quantizers pass FP through and run DOBI on what flows (weights are not touched)."""
+    for m in model.modules():
+        if isinstance(m, QLinear):
+            m.aq.observe = on
+        elif isinstance(m, OperandQuant):
+            m.fq.observe = on
+
+
+def trainable_params(model: nn.Module) -> list[torch.Tensor]:
+    return [p for fq in quantizers(model) for p in (fq.l, fq.u, fq.alpha, fq.beta) if p.requires_grad]
+
+
+@torch.no_grad()
+def freeze_model(model: nn.Module) -> None:
+    for m in qlinears(model):
+        if not m.frozen:
+            m.freeze_()

@@ -1,0 +1,171 @@
+"""Fake quantizers with the CompSRT scalar decomposition, and DOBI range initialisation.
+
+Each quantizer owns four learnable tensors ``l, u, alpha, beta`` (scalars, or one per output channel
+for per-channel weights); with ``nlev = 2**b - 1``:
+
+* step     ``s = max((u - l) / nlev + alpha, S_MIN)``
+* paper    (``kind="paper"``):  ``c = clip(t, l, u)``, ``q = round((c - z) / s)`` with ``z = l + beta``,
+  value ``s*q + z``; codes are not clamped (the authors' simulation).
+* deploy, asymmetric (``kind="asym"``): ``shift = l + beta + s * 2**(b-1)``,
+  ``codes = clamp(round((t - shift) / s), -2**(b-1), 2**(b-1) - 1)``, value ``codes * s`` (the shift is
+  *not* added back: it is folded into the consumer; see :mod:`.deploy`). With ``alpha = beta = 0`` the
+  codes are exactly the paper's codes minus ``2**(b-1)``.
+* deploy, symmetric (``kind="sym"``): as ``asym`` with ``shift = 0`` (``beta`` frozen at 0).
+
+``round`` is ``torch.round`` (half to even, as ONNX QuantizeLinear) with a straight-through gradient,
+and the step divides (never multiplies by a reciprocal), so ONNX Runtime reproduces codes exactly.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+S_MIN = 1e-8
+DOBI_STEPS = 100
+DOBI_DIV = 200
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    return x + (torch.round(x) - x).detach()
+
+
+def signed_range(bits: int) -> tuple[int, int]:
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def paper_fq(t, l, u, alpha, beta, nlev: int, codes_only: bool = False):
+    """The authors' quantizer in the (already rotated) domain: clip, asymmetric round, dequantize."""
+    c = torch.minimum(torch.maximum(t, l), u)
+    s = ((u - l) / nlev + alpha).clamp_min(S_MIN)
+    z = l + beta
+    q = round_ste((c - z) / s)
+    if codes_only:
+        return q
+    return q * s + z
+
+
+def deploy_fq(t, s, shift, qmin: int, qmax: int, codes_only: bool = False):
+    """ONNX QuantizeLinear/DequantizeLinear of ``t - shift`` with zero-point 0 (codes*s is returned)."""
+    q = torch.clamp(round_ste((t - shift) / s), qmin, qmax)
+    if codes_only:
+        return q
+    return q * s
+
+
+class FakeQuant(nn.Module):
+    """One quantizer (per tensor, or per output channel when ``channels`` is given)."""
+
+    def __init__(self, bits: int, kind: str, channels: int | None = None):
+        super().__init__()
+        if kind not in ("paper", "asym", "sym"):
+            raise ValueError(kind)
+        self.bits = int(bits)
+        self.kind = kind
+        self.nlev = (1 << self.bits) - 1
+        self.qmin, self.qmax = signed_range(self.bits)
+        shape = (channels, 1) if channels else ()
+        self.l = nn.Parameter(torch.full(shape, -1.0))
+        self.u = nn.Parameter(torch.full(shape, 1.0))
+        self.alpha = nn.Parameter(torch.zeros(shape))
+        self.beta = nn.Parameter(torch.zeros(shape), requires_grad=kind != "sym")
+        self.observe = False  # True: pass FP through and initialise the range (DOBI) from what flows
+
+    # -- scalar decomposition -------------------------------------------------------------------
+    def step(self) -> torch.Tensor:
+        return ((self.u - self.l) / self.nlev + self.alpha).clamp_min(S_MIN)
+
+    def shift(self) -> torch.Tensor:
+        if self.kind == "sym":
+            return torch.zeros_like(self.l)
+        s = self.step()
+        return self.l + self.beta + s * (1 << (self.bits - 1))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        if self.observe:
+            self.dobi_(t.detach())
+            return t
+        if self.kind == "paper":
+            return paper_fq(t, self.l, self.u, self.alpha, self.beta, self.nlev)
+        return deploy_fq(t, self.step(), self.shift(), self.qmin, self.qmax)
+
+    def codes(self, t: torch.Tensor) -> torch.Tensor:
+        """Integer codes (as float) of ``t``; for ``asym`` these are codes of ``t - shift``."""
+        with torch.no_grad():
+            if self.kind == "paper":
+                return paper_fq(t, self.l, self.u, self.alpha, self.beta, self.nlev, codes_only=True)
+            return deploy_fq(t, self.step(), self.shift(), self.qmin, self.qmax, codes_only=True)
+
+    def dequant(self, codes: torch.Tensor) -> torch.Tensor:
+        """Value of stored codes, computed with the same operations as :meth:`forward`."""
+        s = self.step()
+        if self.kind == "paper":
+            return codes * s + (self.l + self.beta)
+        return codes * s
+
+    # -- DOBI -------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def candidates(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(l_k, u_k) for k = 0..99, shape (K, *param_shape)."""
+        k = torch.arange(DOBI_STEPS, device=t.device, dtype=t.dtype)
+        per_ch = self.l.ndim == 2
+        flat = t.reshape(t.shape[0], -1) if per_ch else t.reshape(1, -1)
+        m, mx = flat.amin(1), flat.amax(1)
+        if self.kind == "sym":  # symmetric ranges [-A, A], shrinking at the same rate as the paper's
+            a = torch.maximum(m.abs(), mx.abs())
+            u = a[None] * (1 - k[:, None] / (DOBI_DIV / 2))
+            l = -u
+        else:
+            r = (mx - m)[None]
+            l = m[None] + k[:, None] * r / DOBI_DIV
+            u = mx[None] - k[:, None] * r / DOBI_DIV
+        shape = (DOBI_STEPS,) + tuple(self.l.shape)
+        return l.reshape(shape), u.reshape(shape)
+
+    @torch.no_grad()
+    def dobi_(self, t: torch.Tensor) -> None:
+        """Keep the candidate range with the least L2 quantization error on ``t`` (alpha = beta = 0)."""
+        t = t.float()
+        ls, us = self.candidates(t)
+        per_ch = self.l.ndim == 2
+        errs = []
+        chunk = max(1, (1 << 26) // max(1, t.numel()))
+        for i in range(0, DOBI_STEPS, chunk):
+            l, u = ls[i : i + chunk], us[i : i + chunk]
+            tt = t.unsqueeze(0)
+            if not per_ch:
+                l = l.reshape(-1, *([1] * t.ndim))
+                u = u.reshape(-1, *([1] * t.ndim))
+            z0 = torch.zeros_like(l)
+            if self.kind == "paper":
+                q = paper_fq(tt, l, u, z0, z0, self.nlev)
+            else:
+                s = ((u - l) / self.nlev).clamp_min(S_MIN)
+                shift = z0 if self.kind == "sym" else l + s * (1 << (self.bits - 1))
+                q = deploy_fq(tt, s, shift, self.qmin, self.qmax) + shift
+            e = (q - tt).square()
+            errs.append(e.flatten(2).sum(2) if per_ch else e.flatten(1).sum(1))
+        err = torch.cat(errs, 0)  # (K,) or (K, C)
+        best = err.argmin(0)
+        if per_ch:
+            idx = best.view(1, -1, 1)
+            self.l.copy_(ls.gather(0, idx)[0])
+            self.u.copy_(us.gather(0, idx)[0])
+        else:
+            self.l.copy_(ls[best])
+            self.u.copy_(us[best])
+        self.alpha.zero_()
+        self.beta.zero_()
+        self.dobi_k = best.detach().cpu()
+
+    @torch.no_grad()
+    def minmax_(self, t: torch.Tensor) -> None:
+        """Plain min-max range (DOBI's k = 0), for comparison."""
+        ls, us = self.candidates(t.float())
+        self.l.copy_(ls[0])
+        self.u.copy_(us[0])
+        self.alpha.zero_()
+        self.beta.zero_()
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}, kind={self.kind}, shape={tuple(self.l.shape)}"
