@@ -22,6 +22,7 @@ DEFAULT_DATASETS = "Set5,Set14,B100"
 def _add_weights_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", type=int, choices=(2, 3, 4), default=4, help="upscaling factor (default 4)")
     p.add_argument("--weights", type=Path, help="SwinIR-light .pth (default: $COMPSRT_WEIGHTS_DIR, else download)")
+    p.add_argument("--weights-sha256", metavar="HEX", help="refuse weights whose sha256 differs from this pin")
     p.add_argument("--device", default="cpu", help="torch device for the model (cpu, cuda, cuda:1, ...)")
 
 
@@ -36,7 +37,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from .models.inference import upscale_array
         from .models.weights import load_swinir
 
-        model = load_swinir(args.scale, args.weights).to(args.device)
+        model = load_swinir(args.scale, args.weights, sha256=args.weights_sha256).to(args.device)
         upscale, name = (lambda lr: upscale_array(model, lr, args.device)), f"swinir-light-x{args.scale}"
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     rows = []
@@ -59,7 +60,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     from .models.weights import load_swinir
 
     image = load_image(args.input)
-    model = load_swinir(args.scale, args.weights).to(args.device)
+    model = load_swinir(args.scale, args.weights, sha256=args.weights_sha256).to(args.device)
     sr = upscale_array(model, image.rgb, args.device)
     alpha = imresize(image.alpha, args.scale) if image.alpha is not None else None
     save_image(args.output, sr, alpha)

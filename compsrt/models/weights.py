@@ -114,12 +114,16 @@ def resolve_weights(
         chosen = local
     else:
         url = url or OFFICIAL_URL.format(scale=scale)
-        chosen = cache_dir() / Path(urllib.request.url2pathname(url.rsplit("/", 1)[-1])).name
+        chosen = cache_dir() / url.rsplit("/", 1)[-1]
         if not chosen.is_file():
             download_weights(url, chosen, scale, sha256)
-    if sha256 and sha256_file(chosen) != sha256.lower():
-        raise CompsrtError(f"{chosen} has sha256 {sha256_file(chosen)}, not the pinned {sha256}; delete it or fix the pin")
+    check_sha256(chosen, sha256, f"{chosen}")
     return chosen
+
+
+def check_sha256(path: Path, expected: str | None, source: str) -> None:
+    if expected and (actual := sha256_file(path)) != expected.lower():
+        raise CompsrtError(f"{source} has sha256 {actual}, not the pinned {expected}; fix the pin or the file")
 
 
 def download_weights(url: str, dest: Path, scale: int, sha256: str | None = None) -> Path:
@@ -137,7 +141,6 @@ def download_weights(url: str, dest: Path, scale: int, sha256: str | None = None
             while block := response.read(1 << 16):
                 f.write(block)
                 bar.update(len(block))
-        if sha256 and sha256_file(tmp) != sha256.lower():
-            raise CompsrtError(f"download from {url} has sha256 {sha256_file(tmp)}, not the pinned {sha256}")
+        check_sha256(tmp, sha256, f"download from {url}")
         check_state_dict(read_state_dict(tmp), scale, f"download from {url}")
     return dest
