@@ -52,6 +52,24 @@ def kernel_source() -> str:
     return KERNEL_HEADER.read_text()
 
 
+_STREAMS: dict = {}
+
+
+def _external_stream(cp, ptr: int):
+    """CuPy wrapper of a foreign stream handle (cached: creating one per launch costs host time)."""
+    st = _STREAMS.get(ptr)
+    if st is None:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # CuPy 14 prefers Stream.from_external
+            st = cp.cuda.ExternalStream(ptr)
+        if len(_STREAMS) > 64:
+            _STREAMS.clear()
+        _STREAMS[ptr] = st
+    return st
+
+
 class HadamardKernel:
     """Launches the kernel on raw device pointers (ints), asynchronously on a given stream.
 
@@ -124,7 +142,7 @@ class HadamardKernel:
             np.float32(qmin),
             np.float32(qmax),
         )
-        with cp.cuda.ExternalStream(int(stream)):
+        with _external_stream(cp, int(stream)):
             fn((int(blocks),), (THREADS_PER_BLOCK,), args)
 
 

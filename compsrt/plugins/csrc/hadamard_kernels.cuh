@@ -14,8 +14,11 @@
 // with zero point 0 applied to (y - shift).
 //
 // Work decomposition: a row is owned by T = n / E consecutive lanes of one warp (T <= 32);
-// each lane holds E consecutive elements in registers. log2(E) butterfly stages run inside
-// the thread, log2(T) stages across lanes through __shfl_xor_sync. With E = n (T = 1) a
+// each lane holds E elements in registers, as E / V vectors of V = 16 / sizeof(in) elements
+// interleaved across the T lanes (lane t holds vectors t, t + T, t + 2T, ...), so that every
+// load and store instruction of a warp touches one contiguous span. Element bits map to
+// register bits (the vector index j and the vector number k) or to lane bits, so log2(E)
+// butterfly stages run inside the thread and log2(T) across lanes through __shfl_xor_sync. With E = n (T = 1) a
 // thread owns a whole row and no shuffles are needed. Loads/stores are 16-byte vectors
 // when the row is unpadded and the base pointer is 16-byte aligned, else scalar with a
 // bounds check (m = 10, 60, 120 need that: their rows are not 16-byte aligned).
@@ -83,25 +86,25 @@ __device__ __forceinline__ void storeRaw(void* dst, void const* src)
     {
 #pragma unroll
         for (int k = 0; k < BYTES / 16; ++k)
-            __stcs(reinterpret_cast<uint4*>(dst) + k, reinterpret_cast<uint4 const*>(src)[k]);
+            reinterpret_cast<uint4*>(dst)[k] = reinterpret_cast<uint4 const*>(src)[k];
     }
     else if constexpr (BYTES % 8 == 0)
     {
 #pragma unroll
         for (int k = 0; k < BYTES / 8; ++k)
-            __stcs(reinterpret_cast<uint2*>(dst) + k, reinterpret_cast<uint2 const*>(src)[k]);
+            reinterpret_cast<uint2*>(dst)[k] = reinterpret_cast<uint2 const*>(src)[k];
     }
     else if constexpr (BYTES % 4 == 0)
     {
 #pragma unroll
         for (int k = 0; k < BYTES / 4; ++k)
-            __stcs(reinterpret_cast<unsigned int*>(dst) + k, reinterpret_cast<unsigned int const*>(src)[k]);
+            reinterpret_cast<unsigned int*>(dst)[k] = reinterpret_cast<unsigned int const*>(src)[k];
     }
     else if constexpr (BYTES % 2 == 0)
     {
 #pragma unroll
         for (int k = 0; k < BYTES / 2; ++k)
-            __stcs(reinterpret_cast<unsigned short*>(dst) + k, reinterpret_cast<unsigned short const*>(src)[k]);
+            reinterpret_cast<unsigned short*>(dst)[k] = reinterpret_cast<unsigned short const*>(src)[k];
     }
     else
     {
@@ -151,6 +154,8 @@ __global__ void __launch_bounds__(256) hadamardRowsKernel(Tin const* __restrict_
     long long rows, int m, int logT, int vecIn, int vecOut, float norm, float shift, float scale, float qmin,
     float qmax)
 {
+    // V = elements per 16-byte vector (or E if smaller): the unit of one load.
+    constexpr int V = (E < 16 / static_cast<int>(sizeof(Tin))) ? E : 16 / static_cast<int>(sizeof(Tin));
     int const T = 1 << logT;
     int const n = E << logT;
     long long const total = rows << logT;
@@ -163,25 +168,35 @@ __global__ void __launch_bounds__(256) hadamardRowsKernel(Tin const* __restrict_
         bool const valid = g < total;
         long long const row = g >> logT;
         int const t = static_cast<int>(g & (T - 1));
-        int const col0 = t * E;
 
+        // Register i = k * V + j holds row element (k * T + t) * V + j: every load/store
+        // instruction k of a warp covers one contiguous span (full-line coalescing).
         float v[E];
         if (valid && vecIn)
         {
-            __align__(16) Tin buf[E];
-            loadRaw<E * static_cast<int>(sizeof(Tin))>(buf, x + row * n + col0);
+            Tin const* src = x + row * n + t * V;
 #pragma unroll
-            for (int j = 0; j < E; ++j)
-                v[j] = toFloat<Tin>(buf[j]);
+            for (int k = 0; k < E / V; ++k)
+            {
+                __align__(16) Tin buf[V];
+                loadRaw<V * static_cast<int>(sizeof(Tin))>(buf, src + k * T * V);
+#pragma unroll
+                for (int j = 0; j < V; ++j)
+                    v[k * V + j] = toFloat<Tin>(buf[j]);
+            }
         }
         else
         {
             Tin const* src = x + row * m;
 #pragma unroll
-            for (int j = 0; j < E; ++j)
+            for (int k = 0; k < E / V; ++k)
             {
-                int const c = col0 + j;
-                v[j] = (valid && c < m) ? toFloat<Tin>(src[c]) : 0.0f;
+#pragma unroll
+                for (int j = 0; j < V; ++j)
+                {
+                    int const c = (k * T + t) * V + j;
+                    v[k * V + j] = (valid && c < m) ? toFloat<Tin>(src[c]) : 0.0f;
+                }
             }
         }
 
@@ -216,20 +231,24 @@ __global__ void __launch_bounds__(256) hadamardRowsKernel(Tin const* __restrict_
 
         if (valid)
         {
-            __align__(16) Tout ob[E];
+            Tout* dst = y + row * n + t * V;
 #pragma unroll
-            for (int j = 0; j < E; ++j)
-                ob[j] = OutConv<Tout>::conv(v[j] * norm, shift, scale, qmin, qmax);
-            Tout* dst = y + row * n + col0;
-            if (vecOut)
+            for (int k = 0; k < E / V; ++k)
             {
-                storeRaw<E * static_cast<int>(sizeof(Tout))>(dst, ob);
-            }
-            else
-            {
+                __align__(16) Tout ob[V];
 #pragma unroll
-                for (int j = 0; j < E; ++j)
-                    dst[j] = ob[j];
+                for (int j = 0; j < V; ++j)
+                    ob[j] = OutConv<Tout>::conv(v[k * V + j] * norm, shift, scale, qmin, qmax);
+                if (vecOut)
+                {
+                    storeRaw<V * static_cast<int>(sizeof(Tout))>(dst + k * T * V, ob);
+                }
+                else
+                {
+#pragma unroll
+                    for (int j = 0; j < V; ++j)
+                        dst[k * T * V + j] = ob[j];
+                }
             }
         }
     }
