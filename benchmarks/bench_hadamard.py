@@ -156,7 +156,7 @@ def main(argv=None):
             t_unfused = time_op(run_unfused, torch, args.warmup, args.repeats)
             t_unfused_torch = time_op(run_unfused_torch, torch, args.warmup, args.repeats)
             row = {
-                "dtype": dt_name, "n": n, "rows": rows, "elems_per_thread": default_elems_per_thread(n),
+                "dtype": dt_name, "n": n, "rows": rows, "elems_per_thread": default_elems_per_thread(n, dt_name),
                 "copy_s": t_copy, "copy_TBps": bw_copy / 1e12,
                 "matmul_s": t_mm, "matmul_TBps": rw / t_mm / 1e12,
                 "hadamard_s": t_had, "hadamard_TBps": rw / t_had / 1e12,

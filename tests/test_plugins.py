@@ -110,13 +110,14 @@ def test_kernel_names_and_limits():
     names = all_kernel_names()
     assert len(names) == 24 and len(set(names)) == 24
     assert "compsrt::hadamardRowsKernel<__half, signed char, 32>" in names
-    assert [default_elems_per_thread(n) for n in (2, 16, 64, 1024)] == [2, 16, 32, 32]
+    assert [default_elems_per_thread(n, "float32") for n in (2, 16, 64, 512, 1024)] == [2, 8, 8, 16, 32]
+    assert [default_elems_per_thread(n, "float16") for n in (4, 16, 64, 128, 1024)] == [4, 8, 16, 16, 32]
     validate_n_width(1024, 1)
     for bad in ((3, 3), (2048, 2048), (16, 0), (16, 17)):
         with pytest.raises(ValueError):
             validate_n_width(*bad)
     src = (CSRC_DIR / "hadamard_kernels.cuh").read_text()
-    assert "int e = n < 32 ? n : 32;" in src  # keep in step with default_elems_per_thread
+    assert "int e = (inBytes >= 4) ? 8 : (n <= 16 ? 8 : 16);" in src  # keep in step with default_elems_per_thread
 
 
 def test_onnx_node_attributes_contract():

@@ -33,9 +33,10 @@ def validate_n_width(n: int, width: int) -> None:
         raise ValueError(f"width must satisfy 1 <= width <= n={n}, got {width}")
 
 
-def default_elems_per_thread(n: int) -> int:
-    """Mirror of compsrt::defaultElemsPerThread in the .cuh."""
-    return min(n, 32)
+def default_elems_per_thread(n: int, in_dtype: str = "float32") -> int:
+    """Mirror of compsrt::defaultElemsPerThread in the .cuh (tuned on the H200, docs/plugins.md)."""
+    e = 8 if in_dtype == "float32" else (8 if n <= 16 else 16)
+    return min(max(e, n // 32), n)
 
 
 def kernel_name(in_dtype: str, quantize: bool, elems_per_thread: int) -> str:
@@ -118,7 +119,7 @@ class HadamardKernel:
             raise ValueError("rows must be >= 0")
         if rows == 0:
             return
-        e = default_elems_per_thread(n) if elems_per_thread is None else int(elems_per_thread)
+        e = default_elems_per_thread(n, in_dtype) if elems_per_thread is None else int(elems_per_thread)
         if e not in ELEMS_PER_THREAD or e > n or n // e > 32:
             raise ValueError(f"invalid elems_per_thread={e} for n={n}")
         log_t = int(math.log2(n // e))

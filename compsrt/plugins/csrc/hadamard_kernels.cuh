@@ -86,25 +86,25 @@ __device__ __forceinline__ void storeRaw(void* dst, void const* src)
     {
 #pragma unroll
         for (int k = 0; k < BYTES / 16; ++k)
-            reinterpret_cast<uint4*>(dst)[k] = reinterpret_cast<uint4 const*>(src)[k];
+            __stcs(reinterpret_cast<uint4*>(dst) + k, reinterpret_cast<uint4 const*>(src)[k]);
     }
     else if constexpr (BYTES % 8 == 0)
     {
 #pragma unroll
         for (int k = 0; k < BYTES / 8; ++k)
-            reinterpret_cast<uint2*>(dst)[k] = reinterpret_cast<uint2 const*>(src)[k];
+            __stcs(reinterpret_cast<uint2*>(dst) + k, reinterpret_cast<uint2 const*>(src)[k]);
     }
     else if constexpr (BYTES % 4 == 0)
     {
 #pragma unroll
         for (int k = 0; k < BYTES / 4; ++k)
-            reinterpret_cast<unsigned int*>(dst)[k] = reinterpret_cast<unsigned int const*>(src)[k];
+            __stcs(reinterpret_cast<unsigned int*>(dst) + k, reinterpret_cast<unsigned int const*>(src)[k]);
     }
     else if constexpr (BYTES % 2 == 0)
     {
 #pragma unroll
         for (int k = 0; k < BYTES / 2; ++k)
-            reinterpret_cast<unsigned short*>(dst)[k] = reinterpret_cast<unsigned short const*>(src)[k];
+            __stcs(reinterpret_cast<unsigned short*>(dst) + k, reinterpret_cast<unsigned short const*>(src)[k]);
     }
     else
     {
@@ -256,12 +256,15 @@ __global__ void __launch_bounds__(256) hadamardRowsKernel(Tin const* __restrict_
 
 // Default elements-per-thread choice, shared by the Python and C++ launchers
 // (compsrt/plugins/kernel.py::default_elems_per_thread mirrors it; keep them equal).
+// From the H200 sweep (docs/plugins.md): FP32 best at E = 4..8, FP16 at E = 8 (n <= 16)
+// or 16 (n >= 32); at least n / 32 so that a row fits in one warp; at most n.
 __host__ __device__ inline int defaultElemsPerThread(int n, int inBytes)
 {
-    (void) inBytes;
-    int e = n < 32 ? n : 32;
-    if (n > 32 * 32)
-        e = n / 32; // not instantiated: n > 1024 is rejected by the launchers
+    int e = (inBytes >= 4) ? 8 : (n <= 16 ? 8 : 16);
+    if (e < n / 32)
+        e = n / 32;
+    if (e > n)
+        e = n;
     return e;
 }
 
