@@ -283,3 +283,15 @@ def test_onnx_parser_maps_node_and_builds_engine(fp16, quant):
     assert "OUTPUT (2, 7, 64)" in r.stdout, out
     engine_bytes = int(r.stdout.split("ENGINE_BYTES")[1].split()[0])
     assert engine_bytes > 0, out
+
+
+def test_cpp_plugin_matches_python_contract():
+    """The C++ plugin (not compiled in CI: needs TensorRT headers) keeps the same name/version/namespace/fields."""
+    cpp = (REPO / "compsrt/plugins/cpp/HadamardPlugin.cpp").read_text()
+    assert 'kNAME = "HadamardTransform"' in cpp and 'kVERSION = "1"' in cpp and 'kNAMESPACE = "compsrt"' in cpp
+    for name in FIELD_ORDER:
+        assert f'"{name}"' in cpp
+    assert "getCreators" in cpp and "setLoggerFinder" in cpp
+    cmake = (REPO / "compsrt/plugins/cpp/CMakeLists.txt").read_text()
+    assert "hadamard_launch.cu" in cmake and "TENSORRT_ROOT" in cmake
+    assert '#include "hadamard_kernels.cuh"' in (CSRC_DIR / "hadamard_launch.cu").read_text()
