@@ -1,0 +1,220 @@
+"""From a checkpoint (FP SwinIR-light .pth or a CompSRT deploy-mode checkpoint) to ONNX + sidecar JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+import torch
+from torch import nn
+
+from ..errors import CompsrtError
+from ..files import atomic_path, atomic_write_text, sha256_file
+from .graph import INPUT_NAME, OUTPUT_NAME, SITE_DOMAIN, StaticSwinIR, trace_to_onnx
+from .surgery import HADAMARD_VARIANTS, PLUGIN_DOMAIN, PLUGIN_OP, remove_identities, replace_markers, to_plugin
+
+LEGACY_MAX_OPSET = 20  # the TorchScript exporter; higher opsets go through onnx.version_converter
+IO_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+INT4_BLOCKS = (64, 128)
+
+
+@dataclass
+class ExportOptions:
+    tile: tuple[int, int] = (64, 64)
+    batch: int | None = 1  # None: dynamic
+    hadamard: str = "matmul"
+    opset: int = 17
+    io_dtype: str = "fp32"
+    int4_block: int | None = None  # 64/128: 4-bit weights stored as INT4 blocks (needs opset >= 21)
+
+    def validate(self) -> None:
+        if self.hadamard not in HADAMARD_VARIANTS:
+            raise CompsrtError(f"--hadamard must be one of {HADAMARD_VARIANTS}, got {self.hadamard!r}")
+        if self.io_dtype not in IO_DTYPES:
+            raise CompsrtError(f"--precision must be one of {tuple(IO_DTYPES)}, got {self.io_dtype!r}")
+        if self.opset < 17:
+            raise CompsrtError(f"--opset must be >= 17 (LayerNormalization, per-axis Q/DQ), got {self.opset}")
+        if self.int4_block is not None:
+            if self.int4_block not in INT4_BLOCKS:
+                raise CompsrtError(f"--int4-block must be one of {INT4_BLOCKS}, got {self.int4_block}")
+            if self.opset < 21:
+                raise CompsrtError(f"INT4 weight blocks need --opset 21 or higher (got {self.opset})")
+        if self.batch is not None and self.batch < 1:
+            raise CompsrtError(f"--batch must be a positive integer or 'dynamic', got {self.batch}")
+
+
+@dataclass
+class ExportResult:
+    onnx_path: Path
+    sidecar_path: Path
+    sidecar: dict
+    model: onnx.ModelProto = field(repr=False)
+
+
+def sidecar_path_for(onnx_path: str | os.PathLike) -> Path:
+    return Path(onnx_path).with_suffix(".json")
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
+    """(model in eval mode, meta) for an FP SwinIR-light .pth or a compressed (deploy-mode) checkpoint."""
+    from ..models.swinir import SwinIR, SwinIRConfig
+    from ..models.weights import check_state_dict, read_state_dict, scale_of_state_dict
+
+    path = Path(path)
+    if not path.is_file():
+        raise CompsrtError(f"checkpoint {path} does not exist")
+    fp_error = None
+    try:
+        state = read_state_dict(path)
+        scale = scale_of_state_dict(state)
+        if scale is None:
+            raise CompsrtError(f"{path}: cannot tell the scale from upsample.0.weight")
+        check_state_dict(state, scale, str(path))
+        model = SwinIR(SwinIRConfig(scale=scale))
+        model.load_state_dict(state, strict=True)
+        return model.eval(), {"scale": scale, "bits": 32, "mode": "fp", "kind": "fp"}
+    except CompsrtError as exc:
+        fp_error = exc
+    try:
+        from ..calibration.checkpoint import load_compressed_model
+    except ImportError:
+        raise CompsrtError(f"{path} is not an FP SwinIR-light state dict ({fp_error}) and the calibration package "
+                           "(compsrt.calibration.checkpoint) that reads compressed checkpoints is not available") from None
+    model, meta = load_compressed_model(path)
+    meta = dict(meta) if isinstance(meta, dict) else {"meta": str(meta)}
+    cfg = getattr(model, "quant_config", None)
+    meta.setdefault("scale", int(model.scale))
+    if cfg is not None:
+        meta.setdefault("bits", cfg.bits)
+        meta.setdefault("mode", cfg.mode)
+        meta.setdefault("prune", cfg.prune)
+    meta["kind"] = "compressed"
+    return model.eval(), meta
+
+
+# -- export --------------------------------------------------------------------------------------
+def _finish(graph: gs.Graph) -> onnx.ModelProto:
+    graph.cleanup().toposort()
+    return gs.export_onnx(graph)
+
+
+def _set_opset(model: onnx.ModelProto, opset: int, custom: dict[str, int]) -> onnx.ModelProto:
+    if opset > LEGACY_MAX_OPSET:
+        model = onnx.version_converter.convert_version(model, opset)
+    keep = [o for o in model.opset_import if o.domain in ("", "ai.onnx")]
+    del model.opset_import[:]
+    model.opset_import.extend(keep)
+    for domain, version in custom.items():
+        model.opset_import.append(onnx.helper.make_opsetid(domain, version))
+    return model
+
+
+def build_onnx(model: nn.Module, opts: ExportOptions, meta: dict | None = None) -> tuple[onnx.ModelProto, dict]:
+    """The exported ONNX model (in memory) and the sidecar dict."""
+    opts.validate()
+    meta = dict(meta or {})
+    cfg = getattr(model, "quant_config", None)
+    if cfg is not None:
+        meta.setdefault("bits", cfg.bits)
+        meta.setdefault("mode", cfg.mode)
+        meta.setdefault("prune", cfg.prune)
+    static = StaticSwinIR(model.eval(), opts.tile, IO_DTYPES[opts.io_dtype])
+    quantized = bool(static.sites)
+    if opts.int4_block and not any(s.extra.get("w_bits") == 4 for s in static.sites):
+        raise CompsrtError("--int4-block applies to 4-bit weights only; this checkpoint has none")
+    proto = trace_to_onnx(static, opts.batch, min(opts.opset, LEGACY_MAX_OPSET))
+    graph = gs.import_onnx(proto)
+    remove_identities(graph)
+    builder = replace_markers(graph, static.sites, opts.int4_block) if quantized else None
+    remove_identities(graph)
+    # fold_constants needs onnxruntime; the graph has no foldable ops left that matter if it fails
+    try:
+        graph.fold_constants()
+    except Exception:  # pragma: no cover - fold is an optimisation only
+        pass
+    proto = _finish(graph)
+    proto = _set_opset(proto, max(opts.opset, 21) if opts.int4_block else opts.opset, {})
+    proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True, data_prop=True)
+    n_plugin = 0
+    if opts.hadamard == "plugin" and quantized:
+        graph = gs.import_onnx(proto)
+        # re-find the Hadamard MatMuls by name (records point into the old graph)
+        names = {r.node.name: r for r in builder.hadamards}
+        nodes = {n.name: n for n in graph.nodes}
+        for r in builder.hadamards:
+            r.node = nodes[r.node.name]
+        n_plugin = to_plugin(graph, list(names.values()))
+        proto = gs.export_onnx(graph)
+        proto = _set_opset(proto, max(opts.opset, 21) if opts.int4_block else opts.opset, {PLUGIN_DOMAIN: 1})
+    onnx.checker.check_model(proto, full_check=not n_plugin)
+    bits = int(meta.get("bits", 32)) if quantized else 32
+    io = opts.io_dtype
+    sidecar = {
+        "format": "compsrt-onnx/1",
+        "model": "swinir-light",
+        "scale": int(model.scale),
+        "tile": [int(opts.tile[0]), int(opts.tile[1])],
+        "output_tile": [int(opts.tile[0] * model.scale), int(opts.tile[1] * model.scale)],
+        "window_size": int(model.window_size),
+        "batch": "dynamic" if opts.batch is None else int(opts.batch),
+        "input": {"name": INPUT_NAME, "dtype": "float16" if io == "fp16" else "float32",
+                  "layout": "NCHW", "range": [0.0, 1.0], "channels": "RGB"},
+        "output": {"name": OUTPUT_NAME, "dtype": "float16" if io == "fp16" else "float32",
+                   "layout": "NCHW", "range": "unclamped, clamp to [0, 1]"},
+        "precision": {"io": io, "internal": "fp32", "quantized_matmuls": "int8 Q/DQ" if quantized else None,
+                      "int4_weights": {"block_size": opts.int4_block} if opts.int4_block else None},
+        "bits": bits,
+        "mode": meta.get("mode", "fp") if quantized else "fp",
+        "prune": meta.get("prune"),
+        "hadamard": opts.hadamard if quantized else None,
+        "plugin": ({"name": PLUGIN_OP, "version": "1", "namespace": "compsrt", "nodes": n_plugin}
+                   if n_plugin else None),
+        "opset": int(max(opts.opset, 21) if opts.int4_block else opts.opset),
+        "quant_sites": len(static.sites),
+        "checkpoint": meta.get("checkpoint"),
+        "checkpoint_sha256": meta.get("checkpoint_sha256"),
+    }
+    for key, value in {
+        "compsrt.scale": sidecar["scale"], "compsrt.bits": bits, "compsrt.mode": sidecar["mode"],
+        "compsrt.tile": f"{opts.tile[0]}x{opts.tile[1]}", "compsrt.batch": sidecar["batch"],
+        "compsrt.precision": io, "compsrt.hadamard": sidecar["hadamard"] or "none",
+        "compsrt.plugin": PLUGIN_OP if n_plugin else "none",
+        "compsrt.checkpoint_sha256": sidecar["checkpoint_sha256"] or "none",
+        "compsrt.sidecar": json.dumps(sidecar, sort_keys=True),
+    }.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, str(value)
+    proto.producer_name, proto.producer_version = "compsrt.export", "1"
+    proto.doc_string = f"SwinIR-light x{sidecar['scale']} ({sidecar['mode']}, {bits}-bit), tile {opts.tile[0]}x{opts.tile[1]}"
+    return proto, sidecar
+
+
+def export_model(model: nn.Module, out: str | os.PathLike, opts: ExportOptions, meta: dict | None = None) -> ExportResult:
+    proto, sidecar = build_onnx(model, opts, meta)
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        onnx.save(proto, str(tmp))
+    side = sidecar_path_for(out)
+    atomic_write_text(side, json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
+    return ExportResult(out, side, sidecar, proto)
+
+
+def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, opts: ExportOptions) -> ExportResult:
+    model, meta = load_checkpoint(checkpoint)
+    meta["checkpoint"] = str(checkpoint)
+    meta["checkpoint_sha256"] = sha256_file(checkpoint)
+    return export_model(model, out, opts, meta)
+
+
+def onnx_metadata(model: onnx.ModelProto) -> dict:
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def np_dtype_of(io_dtype: str):
+    return np.float16 if io_dtype == "fp16" else np.float32

@@ -1,0 +1,265 @@
+"""Tracing SwinIR-light (FP or CompSRT deploy mode) into an ONNX graph with *site markers*.
+
+The model is traced through :class:`StaticSwinIR`, a static-shape forward for one tile that reuses
+the model's own modules and performs the same floating-point operations in the same order as
+``SwinIR.forward``: the batch stays dynamic (``-1`` in every Reshape), the tile is fixed, the
+relative-position biases and shifted-window masks are precomputed constants.
+
+Every quantized site of a deploy-mode model (a ``QLinear`` of the calibration package, or an
+attention ``OperandQuant``) is traced as one marker node ``compsrt.site::Site(site=i)``; its real
+output is computed with tracing switched off, so the rest of the trace is exact. The numbers each
+site needs (scales, shifts, integer ranges, weight codes, folded biases) are collected into
+:class:`Site` records, and :mod:`compsrt.export.surgery` replaces the markers by Hadamard + Q/DQ
+subgraphs.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import CompsrtError
+
+SITE_DOMAIN = "compsrt.site"
+_ACTIVE: dict[int, "Site"] = {}
+
+
+@dataclass
+class Site:
+    """One quantized operand of the deploy-mode model, in export terms.
+
+    kind ``linear``: y = DQ(Q(clip(H(x) - shift))) @ DQ(codes)^T + bias; ``act``: the rotated,
+    quantized operand DQ(Q(clip(H(t) - shift))) (``axis`` ``last`` or ``tokens``).
+    """
+
+    index: int
+    name: str
+    kind: str  # "linear" | "act"
+    module: nn.Module
+    role: str = ""  # act: q, k, v, attn
+    axis: str = "last"  # act: "last" (feature / key axis) or "tokens" (second-to-last)
+    m: int = 0  # real width
+    n: int = 0  # padded (power of two) width
+    scale: float = 1.0
+    shift: float = 0.0
+    qmin: int = -128
+    qmax: int = 127
+    bits: int = 8
+    # linear only
+    codes: np.ndarray | None = None  # int8 (out, n), rotated weight codes
+    w_scale: np.ndarray | None = None  # float32 (out,)
+    bias: np.ndarray | None = None  # float32 (out,), shift folded in
+    out_features: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def _f32(t) -> float:
+    return float(np.float32(torch.as_tensor(t).detach().float().reshape(-1)[0].item()))
+
+
+def _linear_site(index: int, name: str, q: nn.Module) -> Site:
+    """Site record of a calibration ``QLinear`` (deploy mode, frozen or not)."""
+    with torch.no_grad():
+        aq, wq = q.aq, q.wq
+        codes = q.codes if q.codes.numel() else wq.codes(q.rotated_weight())
+        w = q.qweight()
+        bias = q.folded_bias(w)
+        site = Site(
+            index, name, "linear", q, m=int(q.in_features), n=int(q.n), scale=_f32(aq.step()),
+            shift=_f32(aq.shift()), qmin=int(aq.qmin), qmax=int(aq.qmax), bits=int(aq.bits),
+            codes=codes.detach().cpu().to(torch.int8).numpy(),
+            w_scale=wq.step().detach().cpu().float().reshape(-1).numpy().astype(np.float32),
+            bias=bias.detach().cpu().float().numpy().astype(np.float32), out_features=int(q.out_features),
+        )
+        site.extra["w_qmin"], site.extra["w_qmax"], site.extra["w_bits"] = int(wq.qmin), int(wq.qmax), int(wq.bits)
+    if site.codes.shape != (site.out_features, site.n):
+        raise CompsrtError(f"{name}: weight codes have shape {site.codes.shape}, expected {(site.out_features, site.n)}")
+    return site
+
+
+def _act_site(index: int, name: str, op: nn.Module) -> Site:
+    fq = op.fq
+    with torch.no_grad():
+        return Site(
+            index, name, "act", op, role=op.role, axis="tokens" if op.role == "v" else "last",
+            scale=_f32(fq.step()), shift=_f32(fq.shift()), qmin=int(fq.qmin), qmax=int(fq.qmax), bits=int(fq.bits),
+        )
+
+
+class _SiteFn(torch.autograd.Function):
+    """Runs the real site module (tracing paused) and traces one marker node in its place."""
+
+    @staticmethod
+    def forward(ctx, x, index: int):
+        site = _ACTIVE[index]
+        state = torch._C._get_tracing_state()
+        torch._C._set_tracing_state(None)
+        try:
+            y = site.module(x)
+        finally:
+            torch._C._set_tracing_state(state)
+        if site.kind == "act":
+            site.m = int(x.shape[-2] if site.axis == "tokens" else x.shape[-1])
+            site.n = int(y.shape[-2] if site.axis == "tokens" else y.shape[-1])
+        site.extra["out_shape"] = tuple(int(d) for d in y.shape)
+        return y
+
+    @staticmethod
+    def symbolic(g, x, index: int):
+        out = g.op(f"{SITE_DOMAIN}::Site", x, site_i=index)
+        shape = _ACTIVE[index].extra.get("out_shape")
+        if shape is not None:  # batch-like leading dim left symbolic; silences "shape inference missing"
+            out.setType(x.type().with_dtype(torch.float32).with_sizes([None] + list(shape[1:])))
+        return out
+
+
+def is_quantized(model: nn.Module) -> bool:
+    from importlib.util import find_spec
+
+    if find_spec("compsrt.calibration.qmodel") is None:
+        return False
+    from ..calibration.qmodel import OperandQuant, QLinear
+
+    return any(isinstance(m, (QLinear, OperandQuant)) for m in model.modules())
+
+
+class StaticSwinIR(nn.Module):
+    """Static-tile forward of a SwinIR(-light) model, numerically the same as ``SwinIR.forward``."""
+
+    def __init__(self, model: nn.Module, tile: tuple[int, int], io_dtype: torch.dtype = torch.float32):
+        super().__init__()
+        from ..models.swinir import SwinTransformerBlock
+
+        self.model = model
+        self.h, self.w = tile
+        ws = model.window_size
+        if self.h % ws or self.w % ws or self.h <= 0 or self.w <= 0:
+            raise CompsrtError(f"--tile {self.h} {self.w}: both sides must be positive multiples of the window ({ws})")
+        self.io_dtype = io_dtype
+        self.sites: list[Site] = []
+        self._site_of: dict[int, int] = {}  # id(module) -> site index
+        self._consts: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        for name, blk in model.named_modules():
+            if isinstance(blk, SwinTransformerBlock):
+                with torch.no_grad():
+                    pb = blk.attn.position_bias().unsqueeze(0).detach().clone()
+                    mask = None
+                    if blk.shift_size > 0:
+                        from ..models.swinir import shifted_window_mask
+
+                        mask = shifted_window_mask(self.h, self.w, ws, blk.shift_size)
+                        mask = mask.unsqueeze(1).unsqueeze(0).detach().clone()
+                self._consts[id(blk)] = (pb, mask)
+        if is_quantized(model):
+            self._collect_sites()
+
+    # -- site records --------------------------------------------------------------------------
+    def _collect_sites(self) -> None:
+        from ..calibration.qmodel import QKV, OperandQuant, QLinear
+
+        for name, mod in self.model.named_modules():
+            if isinstance(mod, QLinear) and getattr(mod, "mode", "deploy") != "deploy":
+                raise CompsrtError(f"{name} is a paper-mode quantizer; only deploy-mode checkpoints can be exported")
+            if isinstance(mod, OperandQuant) and getattr(mod, "mode", "deploy") != "deploy":
+                raise CompsrtError(f"{name} is a paper-mode quantizer; only deploy-mode checkpoints can be exported")
+            if isinstance(mod, QKV):
+                continue
+            if isinstance(mod, QLinear):
+                site = _linear_site(len(self.sites), name, mod)
+            elif isinstance(mod, OperandQuant):
+                site = _act_site(len(self.sites), name, mod)
+            else:
+                continue
+            self._site_of[id(mod)] = site.index
+            self.sites.append(site)
+
+    def _call(self, mod: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        idx = self._site_of.get(id(mod))
+        if idx is None:
+            sub = getattr(mod, "q", None)
+            if sub is not None and id(sub) in self._site_of:  # fused qkv split in three QLinears
+                return torch.cat([self._call(mod.q, x), self._call(mod.k, x), self._call(mod.v, x)], -1)
+            return mod(x)
+        return _SiteFn.apply(x, idx)
+
+    # -- static forward ------------------------------------------------------------------------
+    def _attention(self, attn: nn.Module, x: torch.Tensor, pb: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        n, c = attn.window_size * attn.window_size, attn.dim
+        qkv = self._call(attn.qkv, x).reshape(-1, n, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0] * attn.scale, qkv[1], qkv[2]
+        a = self._call(attn.quant_q, q) @ self._call(attn.quant_k, k).transpose(-2, -1)
+        a = a + pb
+        if mask is not None:
+            nw = mask.shape[1]
+            a = a.reshape(-1, nw, attn.num_heads, n, n) + mask
+            a = a.reshape(-1, attn.num_heads, n, n)
+        a = a.softmax(dim=-1)
+        y = (self._call(attn.quant_attn, a) @ self._call(attn.quant_v, v)).transpose(1, 2).reshape(-1, n, c)
+        return self._call(attn.proj, y)
+
+    def _block(self, blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        h, w, ws, s = self.h, self.w, blk.window_size, blk.shift_size
+        c = blk.norm1.normalized_shape[0]
+        pb, mask = self._consts[id(blk)]
+        shortcut = x
+        x = blk.norm1(x).reshape(-1, h, w, c)
+        if s > 0:
+            x = torch.roll(x, shifts=(-s, -s), dims=(1, 2))
+        x = x.reshape(-1, h // ws, ws, w // ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, ws * ws, c)
+        x = self._attention(blk.attn, x, pb, mask)
+        x = x.reshape(-1, h // ws, w // ws, ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, h, w, c)
+        if s > 0:
+            x = torch.roll(x, shifts=(s, s), dims=(1, 2))
+        x = shortcut + x.reshape(-1, h * w, c)
+        mlp = blk.mlp
+        return x + self._call(mlp.fc2, mlp.act(self._call(mlp.fc1, blk.norm2(x))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m, h, w = self.model, self.h, self.w
+        if x.dtype != torch.float32:
+            x = x.float()
+        x = (x - m.mean) * m.img_range
+        x = m.conv_first(x)
+        c = m.conv_first.out_channels
+        f = m.patch_embed.norm(x.reshape(-1, c, h * w).transpose(1, 2))
+        for layer in m.layers:
+            y = f
+            for blk in layer.residual_group.blocks:
+                y = self._block(blk, y)
+            y = layer.conv(y.transpose(1, 2).reshape(-1, c, h, w))
+            f = y.reshape(-1, c, h * w).transpose(1, 2) + f
+        f = m.norm(f).transpose(1, 2).reshape(-1, c, h, w)
+        x = m.conv_after_body(f) + x
+        x = m.upsample(x)
+        x = x / m.img_range + m.mean
+        return x if self.io_dtype == torch.float32 else x.to(self.io_dtype)
+
+
+INPUT_NAME, OUTPUT_NAME = "input", "output"
+
+
+def trace_to_onnx(static: StaticSwinIR, batch: int | None, opset: int) -> "onnx.ModelProto":  # noqa: F821
+    """Legacy (TorchScript) export of ``static`` with markers; ``batch=None`` means dynamic."""
+    import onnx
+
+    example = torch.rand(batch or 1, 3, static.h, static.w).to(static.io_dtype)
+    dyn = None if batch else {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
+    buf = io.BytesIO()
+    _ACTIVE.clear()
+    _ACTIVE.update({s.index: s for s in static.sites})
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                static, (example,), buf, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME], dynamic_axes=dyn, do_constant_folding=True,
+                custom_opsets={SITE_DOMAIN: 1} if static.sites else None,
+            )
+    finally:
+        _ACTIVE.clear()
+    return onnx.load_from_string(buf.getvalue())
