@@ -16,6 +16,8 @@
 #                        auto = $COMPSRT_PLUGIN_LIB when that file exists, else python
 #   --sparse             pass --sparse to compsrt build               COMPSRT_SPARSE=1
 #   --workspace MB       builder workspace limit                      COMPSRT_WORKSPACE_MB
+#   --tile N / --batch N only for ONNX graphs with dynamic tile / batch dims (compsrt build)
+#   --size WxH           profile input size (compsrt profile's default: 320x180)  COMPSRT_PROFILE_SIZE
 #   --steps LIST         comma list of build,profile,selftest         COMPSRT_STEPS (default all three)
 #   --gpu auto|0|1       force GPU detection (profile/selftest need one)  COMPSRT_GPU (default auto)
 #   --require-gpu        exit 3 instead of skipping profile/selftest when no GPU is found
@@ -25,9 +27,11 @@
 #       COMPSRT  the command that runs compsrt (default: `compsrt` on PATH, else `python3 -m compsrt`);
 #       COMPSRT_PLUGIN_LIB  C++ plugin library (default /opt/compsrt/lib/libcompsrt_plugins.so).
 #
-# Outputs in the output folder: NAME.plan (+ the sidecars `compsrt build` writes next to it),
-# NAME.timing.cache, NAME.build.log, NAME.profile.log, NAME.selftest.log and NAME.steps.txt, which
-# records each step as ran / skipped (with the reason) / failed.
+# Outputs in the output folder: NAME.plan with the sidecar, build log and layer info that
+# `compsrt build` writes beside it, NAME.timing.cache, NAME.profile.json (`compsrt profile --json`),
+# NAME.build.log / NAME.profile.log / NAME.selftest.log (console output), and NAME.steps.txt, which
+# records each step as ran / skipped (with the reason) / failed. The engine carries its plugin:
+# profile and the runtime read the plugin choice from the engine's sidecar.
 # Exit status: 0 all requested steps ran or were skipped for want of a GPU; 2 usage error; 3 no GPU
 # with --require-gpu; otherwise the failing compsrt command's status.
 set -euo pipefail
@@ -44,6 +48,9 @@ PLUGINS=${COMPSRT_PLUGINS:-auto}
 PLUGIN_LIB=${COMPSRT_PLUGIN_LIB:-/opt/compsrt/lib/libcompsrt_plugins.so}
 SPARSE=${COMPSRT_SPARSE:-0}
 WORKSPACE=${COMPSRT_WORKSPACE_MB:-}
+TILE=
+BATCH=
+SIZE=${COMPSRT_PROFILE_SIZE:-}
 STEPS=${COMPSRT_STEPS:-build,profile,selftest}
 GPU=${COMPSRT_GPU:-auto}
 REQUIRE_GPU=0
@@ -58,6 +65,9 @@ while [[ $# -gt 0 ]]; do
         --plugins) need_value "$@"; PLUGINS=$2; shift 2 ;;
         --sparse) SPARSE=1; shift ;;
         --workspace) need_value "$@"; WORKSPACE=$2; shift 2 ;;
+        --tile) need_value "$@"; TILE=$2; shift 2 ;;
+        --batch) need_value "$@"; BATCH=$2; shift 2 ;;
+        --size) need_value "$@"; SIZE=$2; shift 2 ;;
         --steps) need_value "$@"; STEPS=$2; shift 2 ;;
         --gpu) need_value "$@"; GPU=$2; shift 2 ;;
         --require-gpu) REQUIRE_GPU=1; shift ;;
@@ -80,6 +90,9 @@ done
 [[ ${#WANT[@]} -gt 0 ]] || die "--steps is empty"
 case $GPU in auto | 0 | 1) ;; *) die "--gpu must be auto, 0 or 1, not '$GPU'" ;; esac
 [[ -z $WORKSPACE || $WORKSPACE =~ ^[0-9]+$ ]] || die "--workspace must be a whole number of MB, not '$WORKSPACE'"
+[[ -z $TILE || $TILE =~ ^[0-9]+$ ]] || die "--tile must be a whole number, not '$TILE'"
+[[ -z $BATCH || $BATCH =~ ^[0-9]+$ ]] || die "--batch must be a whole number, not '$BATCH'"
+[[ -z $SIZE || $SIZE =~ ^[0-9]+x[0-9]+$ ]] || die "--size must be WxH, e.g. 1280x720, not '$SIZE'"
 
 if [[ -n ${WANT[build]:-} ]]; then
     [[ -n $ONNX ]] || die "no ONNX model: pass --onnx PATH (or set COMPSRT_ONNX)"
@@ -177,6 +190,8 @@ if [[ -n ${WANT[build]:-} ]]; then
     build_args=(build --onnx "$ONNX" --out "$ENGINE" --timing-cache "$OUT_DIR/$NAME.timing.cache" "${PLUGIN_ARGS[@]}")
     if [[ $SPARSE == 1 ]]; then build_args+=(--sparse); fi
     if [[ -n $WORKSPACE ]]; then build_args+=(--workspace "$WORKSPACE"); fi
+    if [[ -n $TILE ]]; then build_args+=(--tile "$TILE"); fi
+    if [[ -n $BATCH ]]; then build_args+=(--batch "$BATCH"); fi
     step build "${build_args[@]}"
 fi
 
@@ -184,7 +199,9 @@ if [[ -n ${WANT[profile]:-} || -n ${WANT[selftest]:-} ]]; then
     if gpu_present; then
         if [[ -n ${WANT[profile]:-} ]]; then
             [[ $DRY_RUN -eq 1 || -f $ENGINE ]] || die "engine '$ENGINE' not found: run the build step first"
-            step profile profile --backend trt --engine "$ENGINE" "${PLUGIN_ARGS[@]}"
+            profile_args=(profile --backend trt --engine "$ENGINE" --json "$OUT_DIR/$NAME.profile.json")
+            if [[ -n $SIZE ]]; then profile_args+=(--size "$SIZE"); fi
+            step profile "${profile_args[@]}"
         fi
         if [[ -n ${WANT[selftest]:-} ]]; then
             step selftest selftest "${PLUGIN_ARGS[@]}"

@@ -90,7 +90,8 @@ case $CMD in
         jp_args=()
         if [[ $JETPACK == 7 ]]; then
             # JetPack 7 (Thor) uses the SBSA-unified NGC images instead of the L4T ones.
-            jp_args=(--build-arg BASE_IMAGE=nvcr.io/nvidia/tensorrt:25.08-py3 --build-arg CUDA_ARCHITECTURES=110)
+            jp_args=(--build-arg BASE_IMAGE=nvcr.io/nvidia/tensorrt:25.08-py3 --build-arg CUDA_ARCHITECTURES=110
+                --build-arg CUDA_PYTHON_SPEC=cuda-python==13.0.3)
         fi
         run "${DOCKER[@]}" build --platform linux/arm64 -f "$REPO/docker/Dockerfile.jetson" -t "$IMAGE" \
             "${jp_args[@]}" "${EXTRA_BUILD[@]}" "$REPO"
