@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import CompsrtError
 
-STAGE_CLIS: tuple[str, ...] = ()
+STAGE_CLIS: tuple[str, ...] = ("compsrt.export.cli",)
 DEFAULT_DATASETS = "Set5,Set14,B100"
 
 

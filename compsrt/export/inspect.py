@@ -1,0 +1,152 @@
+"""``compsrt inspect``: what an exported graph contains (Q/DQ pairs, Hadamards, per-layer precision, weight bytes)."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, numpy_helper
+
+from ..errors import CompsrtError
+from .surgery import PLUGIN_OP
+
+_BITS = {TensorProto.INT4: 4, TensorProto.UINT4: 4}
+
+
+def _dtype_name(elem: int) -> str:
+    return TensorProto.DataType.Name(elem).lower()
+
+
+def _nbytes(t: onnx.TensorProto) -> int:
+    n = int(np.prod(t.dims)) if t.dims else 1
+    if t.data_type in _BITS:
+        return (n * _BITS[t.data_type] + 7) // 8
+    return n * np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
+
+
+def _is_hadamard_const(arr: np.ndarray) -> bool:
+    if arr.ndim != 2 or arr.size == 0:
+        return False
+    n = max(arr.shape)
+    if n & (n - 1):
+        return False
+    return bool(np.allclose(np.abs(arr), 1.0 / np.sqrt(n), rtol=1e-6, atol=0))
+
+
+def inspect_model(model: onnx.ModelProto | str | os.PathLike) -> dict:
+    if not isinstance(model, onnx.ModelProto):
+        path = Path(model)
+        if not path.is_file():
+            raise CompsrtError(f"{path} does not exist")
+        try:
+            model = onnx.load(str(path))
+        except Exception as exc:
+            raise CompsrtError(f"cannot read {path} as ONNX: {exc.__class__.__name__}: {exc}") from None
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    for node in g.node:  # Constant nodes count as initialisers
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].type == onnx.AttributeProto.TENSOR:
+            inits[node.output[0]] = node.attribute[0].t
+    producer = {o: n for n in g.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    types: dict[str, int] = {}
+    for vi in list(g.value_info) + list(g.input) + list(g.output):
+        types[vi.name] = vi.type.tensor_type.elem_type
+    for name, t in inits.items():
+        types[name] = t.data_type
+
+    ops = Counter(n.op_type for n in g.node)
+    q_nodes = [n for n in g.node if n.op_type == "QuantizeLinear"]
+    pairs = sum(1 for q in q_nodes if any(c.op_type == "DequantizeLinear" for c in consumers.get(q.output[0], [])))
+    nonzero_zp = []
+    for n in g.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2 and n.input[2] in inits:
+            if np.any(numpy_helper.to_array(inits[n.input[2]]) != 0):
+                nonzero_zp.append(n.name)
+    hadamard_matmuls = []
+    for n in g.node:
+        if n.op_type == "MatMul":
+            for i in n.input:
+                if i in inits and _is_hadamard_const(numpy_helper.to_array(inits[i])):
+                    hadamard_matmuls.append(n.name)
+                    break
+    had_set = set(hadamard_matmuls)
+
+    def operand_precision(name: str) -> str:
+        p = producer.get(name)
+        while p is not None and p.op_type in ("Transpose", "Reshape", "Identity"):  # layout ops keep the dtype
+            name = p.input[0]
+            p = producer.get(name)
+        if p is not None and p.op_type == "DequantizeLinear":
+            src = p.input[0]
+            return _dtype_name(types.get(src, TensorProto.UNDEFINED))
+        if name in inits:
+            return _dtype_name(inits[name].data_type)
+        return _dtype_name(types.get(name, TensorProto.UNDEFINED))
+
+    layers = []
+    for n in g.node:
+        if n.op_type not in ("MatMul", "Conv", "Gemm"):
+            continue
+        kind = "hadamard" if n.name in had_set else n.op_type.lower()
+        precs = [operand_precision(i) for i in n.input[:2]]
+        layers.append({"name": n.name, "op": n.op_type, "kind": kind, "inputs": precs,
+                       "quantized": all(p in ("int8", "int4", "uint8") for p in precs)})
+    by_prec = Counter(f"{l['kind']}:{'x'.join(l['inputs'])}" for l in layers)
+    weight_bytes: Counter = Counter()
+    weight_count: Counter = Counter()
+    for t in inits.values():
+        weight_bytes[_dtype_name(t.data_type)] += _nbytes(t)
+        weight_count[_dtype_name(t.data_type)] += 1
+    meta = {p.key: p.value for p in model.metadata_props}
+    return {
+        "opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
+        "inputs": [_io(vi) for vi in g.input if vi.name not in inits],
+        "outputs": [_io(vi) for vi in g.output],
+        "nodes": len(g.node),
+        "op_counts": dict(sorted(ops.items())),
+        "quantize_linear": ops.get("QuantizeLinear", 0),
+        "dequantize_linear": ops.get("DequantizeLinear", 0),
+        "qdq_pairs": pairs,
+        "weight_dequantize": sum(1 for n in g.node if n.op_type == "DequantizeLinear" and n.input[0] in inits),
+        "nonzero_zero_points": nonzero_zp,
+        "hadamard_plugin_nodes": ops.get(PLUGIN_OP, 0),
+        "hadamard_matmul_nodes": len(hadamard_matmuls),
+        "layers": layers,
+        "layer_precision_counts": dict(sorted(by_prec.items())),
+        "weight_bytes_by_dtype": dict(sorted(weight_bytes.items())),
+        "weight_tensors_by_dtype": dict(sorted(weight_count.items())),
+        "metadata": {k: v for k, v in meta.items() if k != "compsrt.sidecar"},
+    }
+
+
+def _io(vi) -> dict:
+    dims = [d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim]
+    return {"name": vi.name, "dtype": _dtype_name(vi.type.tensor_type.elem_type), "shape": dims}
+
+
+def format_report(r: dict, show_layers: bool = False) -> str:
+    lines = [
+        f"inputs : " + ", ".join(f"{i['name']} {i['dtype']} {i['shape']}" for i in r["inputs"]),
+        f"outputs: " + ", ".join(f"{i['name']} {i['dtype']} {i['shape']}" for i in r["outputs"]),
+        f"opset  : {r['opset']}   nodes: {r['nodes']}",
+        f"Q/DQ   : {r['qdq_pairs']} activation Q/DQ pairs, {r['weight_dequantize']} weight DequantizeLinear, "
+        f"{r['quantize_linear']} QuantizeLinear / {r['dequantize_linear']} DequantizeLinear in all"
+        + (f"; NON-ZERO zero-points: {len(r['nonzero_zero_points'])}" if r["nonzero_zero_points"] else ""),
+        f"Hadamard: {r['hadamard_plugin_nodes']} HadamardTransform plugin nodes, {r['hadamard_matmul_nodes']} constant MatMuls",
+        "MatMul/Conv precision (kind:operand dtypes -> count):",
+    ]
+    lines += [f"  {k:<32} {v}" for k, v in r["layer_precision_counts"].items()]
+    if show_layers:
+        lines += [f"    {l['name']:<70} {l['op']:<7} {'x'.join(l['inputs'])}" for l in r["layers"]]
+    lines.append("weights by dtype (bytes / tensors):")
+    lines += [f"  {k:<10} {v:>12,d} B  {r['weight_tensors_by_dtype'][k]:>5}" for k, v in r["weight_bytes_by_dtype"].items()]
+    if r["metadata"]:
+        lines.append("metadata: " + ", ".join(f"{k}={v}" for k, v in r["metadata"].items()))
+    return "\n".join(lines)
