@@ -9,6 +9,7 @@ synchronisation.
 
 from __future__ import annotations
 
+import warnings
 from types import ModuleType
 from typing import Dict, Optional, Tuple
 
@@ -147,12 +148,19 @@ def make_plugin_classes(trt: ModuleType) -> Tuple[type, type]:
 _REGISTERED: Dict[str, object] = {}  # keeps creators alive (the registry does not own them)
 
 
-def register_python_plugin(trt: Optional[ModuleType] = None) -> bool:
+def register_python_plugin(trt: Optional[ModuleType] = None, fix_rtx_library: bool = True) -> bool:
     """Register the Python ``HadamardTransform`` creator under namespace ``compsrt``.
 
     Returns True when the creator is (now or already) registered by this process, False if
     TensorRT is unavailable or the registry refused it (e.g. the C++ library's creator with
     the same name/version/namespace is already loaded).
+
+    With TensorRT-RTX on Linux, ``fix_rtx_library`` first makes sure the ONNX parser can
+    dlopen ``libtensorrt_rtx.so`` (``trt_compat.ensure_rtx_library_alias``: the wheels ship
+    only ``libtensorrt_rtx.so.1`` and the parser aborts the process after ``createPlugin``
+    without the unversioned name). If that alias cannot be provided, the creator is *not*
+    registered (False, with a warning): the parser then reports an unknown op instead of
+    killing the process.
     """
     if trt is None:
         from .trt_compat import TensorRTUnavailableError, import_tensorrt
@@ -163,6 +171,22 @@ def register_python_plugin(trt: Optional[ModuleType] = None) -> bool:
             return False
     if trt.__name__ in _REGISTERED:
         return True
+    from .trt_compat import ensure_rtx_library_alias, tensorrt_flavor
+
+    if fix_rtx_library and tensorrt_flavor(trt) == "tensorrt_rtx":
+        state = ensure_rtx_library_alias(trt)
+        if state == "missing":
+            warnings.warn(
+                "TensorRT-RTX: 'libtensorrt_rtx.so' is not loadable and could not be created next to "
+                "libtensorrt_rtx.so.1 (read-only install?). The RTX ONNX parser dlopen()s that name when it "
+                "imports an IPluginV3 node and aborts the process without it, so the HadamardTransform creator "
+                "was not registered. Fix: compsrt.plugins.trt_compat.make_rtx_library_alias_dir(DIR) and start "
+                "Python with LD_LIBRARY_PATH=DIR, or symlink libtensorrt_rtx.so -> libtensorrt_rtx.so.1 in the "
+                "tensorrt_rtx_libs directory.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return False
     _, creator_cls = make_plugin_classes(trt)
     creator = creator_cls()
     ok = bool(trt.get_plugin_registry().register_creator(creator, PLUGIN_NAMESPACE))
