@@ -507,22 +507,28 @@ def test_build_engine_script_builds_with_tensorrt_rtx_on_cpu(tmp_path):
 
 
 def test_build_engine_script_on_an_export(tmp_path):
-    """`compsrt export` of a (random-weight) SwinIR-light x2 at a 16x16 tile, then the script's RTX build."""
+    """The export's ONNX (and its JSON sidecar) through the script's TensorRT-RTX build on the CPU.
+
+    A stand-in SwinIR (SwinIR-light's code, 12 channels, one block, x2) at an 8x8 tile keeps this at a
+    few seconds; `compsrt export` of the full model takes ~15 s and its CPU build ~20 s on 2 cores.
+    """
     _require_real_build()
-    rc, _ = compsrt_help("export")
-    if rc != 0:
-        pytest.skip("`compsrt export` is not in the CLI yet")
     torch = pytest.importorskip("torch")
-    from compsrt.models.swinir import SwinIR, SwinIRConfig
+    try:
+        from compsrt.export.exporter import ExportOptions, export_model
+        from compsrt.models.swinir import SwinIR, SwinIRConfig
+    except ImportError as exc:
+        pytest.skip(f"the export package is not importable yet: {exc}")
 
     torch.manual_seed(0)
-    ckpt = tmp_path / "swinir_light_x2_random.pth"
-    torch.save(SwinIR(SwinIRConfig(scale=2)).state_dict(), ckpt)
-    onnx_path = tmp_path / "swinir_x2_t16.onnx"
-    proc = subprocess.run([sys.executable, "-m", "compsrt", "export", "--checkpoint", str(ckpt), "--tile", "16", "16",
-                           "--out", str(onnx_path)], capture_output=True, text=True, cwd=REPO, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    model = SwinIR(SwinIRConfig(scale=2, embed_dim=12, depths=(1,), num_heads=(2,))).eval()
+    onnx_path = tmp_path / "standin_x2_t8.onnx"
+    export_model(model, onnx_path, ExportOptions(tile=(8, 8)))
     out = tmp_path / "engines"
     proc = _run_build_engine(onnx_path, out, "--plugins", "python")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert (out / "swinir_x2_t16.plan").is_file()
+    engine = out / "standin_x2_t8.plan"
+    assert engine.is_file()
+    sidecar = json.loads((out / "standin_x2_t8.plan.json").read_text())  # written by compsrt build
+    assert sidecar["plugin"]["kind"] == "python"
+    assert "build\tran" in (out / "standin_x2_t8.steps.txt").read_text()
