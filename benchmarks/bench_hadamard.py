@@ -26,7 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from compsrt.plugins import hadamard_matrix  # noqa: E402
-from compsrt.plugins.kernel import ELEMS_PER_THREAD, HadamardKernel, default_elems_per_thread  # noqa: E402
+from compsrt.plugins.kernel import (  # noqa: E402
+    ELEMS_PER_THREAD, ROWS_PER_THREAD, HadamardKernel, default_elems_per_thread, default_rows_per_thread,
+)
 
 
 QUANT_SRC = r"""
@@ -121,16 +123,28 @@ def main(argv=None):
             y2 = y.view(rows, n)
             t_mm = time_op(lambda: torch.matmul(x2, H, out=y2), torch, args.warmup, args.repeats)
 
-            def run_had(e=None):
+            def run_had(e=None, r=None, mb=None):
                 kern.launch(x.data_ptr(), y.data_ptr(), rows, n, n, dt_name, stream=stream_ptr(),
-                            elems_per_thread=e)
+                            elems_per_thread=e, rows_per_thread=r, max_blocks=mb)
 
             t_had = time_op(run_had, torch, args.warmup, args.repeats)
             variants = {}
+            grid_caps = {}
             if args.sweep:
+                # elems-per-thread E x thread-slots per iteration R (payload E * R <= 64 registers)
                 for e in ELEMS_PER_THREAD:
                     if e <= n and n // e <= 32 and e >= 2:
-                        variants[e] = rw / time_op(lambda e=e: run_had(e), torch, args.warmup, args.repeats) / 1e12
+                        for r in ROWS_PER_THREAD:
+                            if e * r <= 64:
+                                t = time_op(lambda e=e, r=r: run_had(e, r), torch, args.warmup, args.repeats)
+                                variants[f"E{e}R{r}"] = rw / t / 1e12
+                # persistent-style grids (block-stride loop) for the best (E, R) of the sweep
+                best = max(variants, key=variants.get)
+                be, br = (int(v) for v in best[1:].split("R"))
+                sms = torch.cuda.get_device_properties(0).multi_processor_count
+                for k in (4, 8, 16, 32):
+                    t = time_op(lambda: run_had(be, br, sms * k), torch, args.warmup, args.repeats)
+                    grid_caps[f"{best}_blocks{sms * k}"] = rw / t / 1e12
 
             def run_fused():
                 kern.launch(x.data_ptr(), q.data_ptr(), rows, n, n, dt_name, quantize=True, shift=shift,
@@ -165,13 +179,20 @@ def main(argv=None):
                 "fused_quant_s": t_fused, "fused_quant_TBps": (numel * esz + numel) / t_fused / 1e12,
                 "unfused_quant_s": t_unfused, "unfused_quant_torch_s": t_unfused_torch,
                 "fused_speedup_vs_unfused": t_unfused / t_fused,
-                "sweep_TBps_by_elems_per_thread": variants,
+                "rows_per_thread": default_rows_per_thread(default_elems_per_thread(n, dt_name), dt_name),
+                "sweep_TBps_by_E_R": variants,
+                "sweep_TBps_grid_caps": grid_caps,
             }
             results["rows"].append(row)
             print(json.dumps(row), flush=True)
         del x, y, q
         torch.cuda.empty_cache()
 
+    if args.sweep:
+        print()
+        for r in results["rows"]:
+            print(r["dtype"], r["n"], " ".join(f"{k}={v:.3f}" for k, v in r["sweep_TBps_by_E_R"].items()))
+            print(r["dtype"], r["n"], " ".join(f"{k}={v:.3f}" for k, v in r["sweep_TBps_grid_caps"].items()))
     hdr = (f"{'dtype':8} {'n':>5} {'copy TB/s':>10} {'cuBLAS TB/s':>12} {'WHT TB/s':>9} {'%copy':>6} "
            f"{'x cuBLAS':>8} {'fused us':>9} {'unfused us':>10} {'fused x':>8}")
     print()

@@ -24,7 +24,9 @@ if _NDEV == 0:
 
 from compsrt.plugins import reference_hadamard, reference_quantize  # noqa: E402
 from compsrt.plugins.core import HadamardAttrs, HadamardPluginCore  # noqa: E402
-from compsrt.plugins.kernel import CSRC_DIR, ELEMS_PER_THREAD, HadamardKernel, hadamard_cupy  # noqa: E402
+from compsrt.plugins.kernel import (  # noqa: E402
+    CSRC_DIR, ELEMS_PER_THREAD, ROWS_PER_THREAD, HadamardKernel, hadamard_cupy,
+)
 
 ALL_N = [2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
 FP32_ATOL = 1e-5
@@ -77,6 +79,34 @@ def test_every_elems_per_thread_variant(n, dtype):
             refm = reference_hadamard(xm.astype(np.float64), n)
             _check(hadamard_cupy(cp.asarray(xm), n, elems_per_thread=e), refm, dtype)
     _check(hadamard_cupy(cp.asarray(x), n), ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["fp32", "fp16"])
+@pytest.mark.parametrize("n", [16, 64, 128])
+def test_rows_per_thread_variants_and_grid_stride(n, dtype):
+    """Every thread-slots-per-iteration R (and a tiny grid, so the block-stride loop runs many
+    iterations with partial R groups) gives the same bits as the default launch."""
+    rng = np.random.default_rng(n + 1)
+    kern = HadamardKernel()
+    st = cp.cuda.get_current_stream().ptr
+    dname = np.dtype(dtype).name
+    for m in (n, n - 3):
+        rows = 1001
+        x = cp.asarray(rng.standard_normal((rows, m)).astype(dtype))
+        ref = reference_hadamard(cp.asnumpy(x).astype(np.float64), n)
+        for quantize in (False, True):
+            want = hadamard_cupy(x, n, quantize=quantize, shift=0.1, scale=0.05)
+            if not quantize:
+                _check(want, ref, dtype)
+            for e in ((4, 8, 16) if not quantize else (8,)):
+                if n // e > 32 or e > n:
+                    continue
+                for r in ROWS_PER_THREAD:
+                    for mb in (None, 3):
+                        y = cp.full((rows, n), 7, dtype=np.int8 if quantize else dtype)
+                        kern.launch(x.data.ptr, y.data.ptr, rows, n, m, dname, quantize=quantize, shift=0.1,
+                                    scale=0.05, stream=st, elems_per_thread=e, rows_per_thread=r, max_blocks=mb)
+                        np.testing.assert_array_equal(cp.asnumpy(y), cp.asnumpy(want), err_msg=f"E={e} R={r} mb={mb}")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["fp32", "fp16"])

@@ -16,6 +16,7 @@ KERNEL_HEADER = CSRC_DIR / "hadamard_kernels.cuh"
 MIN_N = 2
 MAX_N = 1024
 ELEMS_PER_THREAD = (1, 2, 4, 8, 16, 32)
+ROWS_PER_THREAD = (1, 2, 4)
 THREADS_PER_BLOCK = 256
 MAX_BLOCKS = 1 << 20
 
@@ -39,14 +40,27 @@ def default_elems_per_thread(n: int, in_dtype: str = "float32") -> int:
     return min(max(e, n // 32), n)
 
 
-def kernel_name(in_dtype: str, quantize: bool, elems_per_thread: int) -> str:
+def default_rows_per_thread(elems_per_thread: int, in_dtype: str = "float32") -> int:
+    """Mirror of compsrt::defaultRowsPerThread in the .cuh (thread-slots per thread and iteration)."""
+    e = int(elems_per_thread)
+    b = e * (4 if in_dtype == "float32" else 2)
+    return 1 if (b >= 64 or e >= 32) else 2 if (b >= 32 or e >= 16) else 4
+
+
+def kernel_name(in_dtype: str, quantize: bool, elems_per_thread: int, rows_per_thread: Optional[int] = None) -> str:
+    """Name expression of one instantiation; rows_per_thread None (or the default) = the default R."""
     tin = _CTYPE_IN[in_dtype]
     tout = "signed char" if quantize else tin
-    return f"compsrt::hadamardRowsKernel<{tin}, {tout}, {elems_per_thread}>"
+    if rows_per_thread is None or rows_per_thread == default_rows_per_thread(elems_per_thread, in_dtype):
+        return f"compsrt::hadamardRowsKernel<{tin}, {tout}, {elems_per_thread}>"
+    return f"compsrt::hadamardRowsKernel<{tin}, {tout}, {elems_per_thread}, {rows_per_thread}>"
 
 
 def all_kernel_names() -> list:
     return [kernel_name(d, q, e) for d in _CTYPE_IN for q in (False, True) for e in ELEMS_PER_THREAD]
+
+
+_DEFAULT_NAMES = frozenset(all_kernel_names())
 
 
 def kernel_source() -> str:
@@ -79,6 +93,19 @@ class HadamardKernel:
     """
 
     _module = None
+    _extra: dict = {}  # non-default R instantiations (benchmark sweeps), compiled on demand
+
+    @classmethod
+    def function(cls, name: str):
+        if name in _DEFAULT_NAMES:
+            return cls.module().get_function(name)
+        fn = cls._extra.get(name)
+        if fn is None:
+            import cupy as cp
+
+            mod = cp.RawModule(code=kernel_source(), options=("-std=c++17",), name_expressions=[name])
+            fn = cls._extra[name] = mod.get_function(name)
+        return fn
 
     @classmethod
     def module(cls):
@@ -108,6 +135,8 @@ class HadamardKernel:
         qmax: int = 127,
         stream: int = 0,
         elems_per_thread: Optional[int] = None,
+        rows_per_thread: Optional[int] = None,
+        max_blocks: Optional[int] = None,
     ) -> None:
         import cupy as cp
         import numpy as np
@@ -122,13 +151,17 @@ class HadamardKernel:
         e = default_elems_per_thread(n, in_dtype) if elems_per_thread is None else int(elems_per_thread)
         if e not in ELEMS_PER_THREAD or e > n or n // e > 32:
             raise ValueError(f"invalid elems_per_thread={e} for n={n}")
+        r = default_rows_per_thread(e, in_dtype) if rows_per_thread is None else int(rows_per_thread)
+        if r not in ROWS_PER_THREAD:
+            raise ValueError(f"rows_per_thread must be one of {ROWS_PER_THREAD}, got {r}")
         log_t = int(math.log2(n // e))
         total = rows << log_t
-        blocks = min((total + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK, MAX_BLOCKS)
+        per_block = THREADS_PER_BLOCK * r
+        blocks = min((total + per_block - 1) // per_block, MAX_BLOCKS if max_blocks is None else int(max_blocks))
         vec_in = int(width == n and x_ptr % 16 == 0)
         vec_out = int(y_ptr % 16 == 0)
         norm = np.float32(1.0 / math.sqrt(n))
-        fn = self.module().get_function(kernel_name(in_dtype, quantize, e))
+        fn = self.function(kernel_name(in_dtype, quantize, e, r))
         args = (
             np.uint64(x_ptr),
             np.uint64(y_ptr),
@@ -148,7 +181,8 @@ class HadamardKernel:
 
 
 def hadamard_cupy(x, n: int, *, quantize: bool = False, shift: float = 0.0, scale: float = 1.0,
-                  qmin: int = -128, qmax: int = 127, out=None, elems_per_thread: Optional[int] = None):
+                  qmin: int = -128, qmax: int = 127, out=None, elems_per_thread: Optional[int] = None,
+                  rows_per_thread: Optional[int] = None):
     """Convenience wrapper: Hadamard transform of a C-contiguous CuPy array along its last axis.
 
     The last dim of ``x`` is the real width m; the result has last dim n (INT8 if quantize).
@@ -166,5 +200,6 @@ def hadamard_cupy(x, n: int, *, quantize: bool = False, shift: float = 0.0, scal
     HadamardKernel().launch(
         x.data.ptr, out.data.ptr, rows, n, m, in_dtype, quantize=quantize, shift=shift, scale=scale,
         qmin=qmin, qmax=qmax, stream=cp.cuda.get_current_stream().ptr, elems_per_thread=elems_per_thread,
+        rows_per_thread=rows_per_thread,
     )
     return out

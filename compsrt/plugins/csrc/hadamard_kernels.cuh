@@ -29,6 +29,15 @@
 namespace compsrt
 {
 
+// Default thread-slots per thread and loop iteration (template R of the kernel), shared by
+// the Python and C++ launchers (kernel.py::default_rows_per_thread mirrors it): enough
+// independent 16-byte loads per thread (R * E * inBytes >= 64 bytes), at most 4 slots and at
+// most 32 registers of payload.
+__host__ __device__ constexpr int defaultRowsPerThread(int e, int inBytes)
+{
+    return (e * inBytes >= 64 || e >= 32) ? 1 : (e * inBytes >= 32 || e >= 16) ? 2 : 4;
+}
+
 template <typename T>
 __device__ __forceinline__ float toFloat(T v);
 template <>
@@ -145,11 +154,47 @@ struct OutConv<signed char>
     }
 };
 
+template <typename A, typename B>
+struct IsSame
+{
+    static constexpr bool value = false;
+};
+template <typename A>
+struct IsSame<A, A>
+{
+    static constexpr bool value = true;
+};
+
+// Register <-> 16-byte buffer conversions (FP16 in pairs: one cvt per two elements).
+template <typename Tin, int V>
+__device__ __forceinline__ void bufToFloat(float* dst, Tin const* buf)
+{
+    if constexpr (IsSame<Tin, __half>::value && V % 2 == 0)
+    {
+#pragma unroll
+        for (int j = 0; j < V / 2; ++j)
+        {
+            float2 const f = __half22float2(reinterpret_cast<__half2 const*>(buf)[j]);
+            dst[2 * j] = f.x;
+            dst[2 * j + 1] = f.y;
+        }
+    }
+    else
+    {
+#pragma unroll
+        for (int j = 0; j < V; ++j)
+            dst[j] = toFloat<Tin>(buf[j]);
+    }
+}
+
 // Kernel. Template: input type, output type (same as input, or signed char = INT8 codes),
-// E = elements per thread (power of two, 1..32). Run time: log2 of threads per row
-// (n = E << logT, logT <= 5), m = real input width, vecIn/vecOut = 16-byte path allowed.
-// Grid: any; a block-stride loop covers all rows; blockDim.x must be a multiple of 32.
-template <typename Tin, typename Tout, int E>
+// E = elements per thread (power of two, 1..32), R = independent thread-slots per thread and
+// loop iteration (1, 2, 4): all R * E / V loads are issued before any butterfly, for more bytes
+// in flight per thread. Run time: log2 of threads per row (n = E << logT, logT <= 5), m = real
+// input width, vecIn/vecOut = 16-byte path allowed.
+// Grid: any; a block-stride loop covers all rows (R * blockDim.x slots per block and
+// iteration); blockDim.x must be a multiple of 32.
+template <typename Tin, typename Tout, int E, int R = defaultRowsPerThread(E, static_cast<int>(sizeof(Tin)))>
 __global__ void __launch_bounds__(256) hadamardRowsKernel(Tin const* __restrict__ x, Tout* __restrict__ y,
     long long rows, int m, int logT, int vecIn, int vecOut, float norm, float shift, float scale, float qmin,
     float qmax)
@@ -159,95 +204,113 @@ __global__ void __launch_bounds__(256) hadamardRowsKernel(Tin const* __restrict_
     int const T = 1 << logT;
     int const n = E << logT;
     long long const total = rows << logT;
-    long long const stride = static_cast<long long>(gridDim.x) * blockDim.x;
-    for (long long base = static_cast<long long>(blockIdx.x) * blockDim.x; base < total; base += stride)
+    long long const stride = static_cast<long long>(gridDim.x) * blockDim.x * R;
+    for (long long base = static_cast<long long>(blockIdx.x) * blockDim.x * R; base < total; base += stride)
     {
         // The loop bound is uniform across the block, so every lane of a warp reaches the
-        // shuffles below; lanes past the end work on zeros and store nothing.
-        long long const g = base + threadIdx.x;
-        bool const valid = g < total;
-        long long const row = g >> logT;
-        int const t = static_cast<int>(g & (T - 1));
-
-        // Register i = k * V + j holds row element (k * T + t) * V + j: every load/store
-        // instruction k of a warp covers one contiguous span (full-line coalescing).
-        float v[E];
-        if (valid && vecIn)
+        // shuffles below; lanes past the end work on zeros and store nothing. Slot r of a
+        // thread is g = base + r * blockDim.x + threadIdx.x: per r, a warp still covers one
+        // contiguous span.
+        // Register i = k * V + j of slot r holds row element (k * T + t) * V + j: every
+        // load/store instruction k of a warp covers one contiguous span (full-line coalescing).
+        float v[R][E];
+        int const t = static_cast<int>((base + threadIdx.x) & (T - 1)); // same for every r (blockDim % 32 == 0)
+#pragma unroll
+        for (int r = 0; r < R; ++r)
         {
-            Tin const* src = x + row * n + t * V;
-#pragma unroll
-            for (int k = 0; k < E / V; ++k)
+            long long const g = base + r * static_cast<long long>(blockDim.x) + threadIdx.x;
+            bool const valid = g < total;
+            long long const row = g >> logT;
+            if (valid && vecIn)
             {
-                __align__(16) Tin buf[V];
-                loadRaw<V * static_cast<int>(sizeof(Tin))>(buf, src + k * T * V);
+                Tin const* src = x + row * n + t * V;
 #pragma unroll
-                for (int j = 0; j < V; ++j)
-                    v[k * V + j] = toFloat<Tin>(buf[j]);
-            }
-        }
-        else
-        {
-            Tin const* src = x + row * m;
-#pragma unroll
-            for (int k = 0; k < E / V; ++k)
-            {
-#pragma unroll
-                for (int j = 0; j < V; ++j)
+                for (int k = 0; k < E / V; ++k)
                 {
-                    int const c = (k * T + t) * V + j;
-                    v[k * V + j] = (valid && c < m) ? toFloat<Tin>(src[c]) : 0.0f;
+                    __align__(16) Tin buf[V];
+                    loadRaw<V * static_cast<int>(sizeof(Tin))>(buf, src + k * T * V);
+                    bufToFloat<Tin, V>(&v[r][k * V], buf);
+                }
+            }
+            else
+            {
+                Tin const* src = x + row * m;
+#pragma unroll
+                for (int k = 0; k < E / V; ++k)
+                {
+#pragma unroll
+                    for (int j = 0; j < V; ++j)
+                    {
+                        int const c = (k * T + t) * V + j;
+                        v[r][k * V + j] = (valid && c < m) ? toFloat<Tin>(src[c]) : 0.0f;
+                    }
                 }
             }
         }
 
-        // In-thread stages (element strides 1 .. E/2).
 #pragma unroll
-        for (int h = 1; h < E; h <<= 1)
+        for (int r = 0; r < R; ++r)
         {
+            // In-thread stages (element strides 1 .. E/2).
 #pragma unroll
-            for (int i = 0; i < E; ++i)
+            for (int h = 1; h < E; h <<= 1)
             {
-                if ((i & h) == 0)
+#pragma unroll
+                for (int i = 0; i < E; ++i)
                 {
-                    float const a = v[i];
-                    float const b = v[i + h];
-                    v[i] = a + b;
-                    v[i + h] = a - b;
+                    if ((i & h) == 0)
+                    {
+                        float const a = v[r][i];
+                        float const b = v[r][i + h];
+                        v[r][i] = a + b;
+                        v[r][i + h] = a - b;
+                    }
                 }
             }
         }
         // Cross-lane stages (element strides E .. n/2): partner lane = lane ^ (1 << s).
+        // Lower lane: v + o, upper lane: o - v, as one exact FMA (sgn = +-1: sgn * v is exact).
         for (int s = 0; s < logT; ++s)
         {
             int const lm = 1 << s;
-            bool const upper = (t & lm) != 0;
+            float const sgn = (t & lm) ? -1.0f : 1.0f;
 #pragma unroll
-            for (int i = 0; i < E; ++i)
+            for (int r = 0; r < R; ++r)
             {
-                float const o = __shfl_xor_sync(0xffffffffu, v[i], lm);
-                v[i] = upper ? (o - v[i]) : (v[i] + o);
+#pragma unroll
+                for (int i = 0; i < E; ++i)
+                {
+                    float const o = __shfl_xor_sync(0xffffffffu, v[r][i], lm);
+                    v[r][i] = __fmaf_rn(sgn, v[r][i], o);
+                }
             }
         }
 
-        if (valid)
+#pragma unroll
+        for (int r = 0; r < R; ++r)
         {
-            Tout* dst = y + row * n + t * V;
-#pragma unroll
-            for (int k = 0; k < E / V; ++k)
+            long long const g = base + r * static_cast<long long>(blockDim.x) + threadIdx.x;
+            if (g < total)
             {
-                __align__(16) Tout ob[V];
+                long long const row = g >> logT;
+                Tout* dst = y + row * n + t * V;
 #pragma unroll
-                for (int j = 0; j < V; ++j)
-                    ob[j] = OutConv<Tout>::conv(v[k * V + j] * norm, shift, scale, qmin, qmax);
-                if (vecOut)
+                for (int k = 0; k < E / V; ++k)
                 {
-                    storeRaw<V * static_cast<int>(sizeof(Tout))>(dst + k * T * V, ob);
-                }
-                else
-                {
+                    __align__(16) Tout ob[V];
 #pragma unroll
                     for (int j = 0; j < V; ++j)
-                        dst[k * T * V + j] = ob[j];
+                        ob[j] = OutConv<Tout>::conv(v[r][k * V + j] * norm, shift, scale, qmin, qmax);
+                    if (vecOut)
+                    {
+                        storeRaw<V * static_cast<int>(sizeof(Tout))>(dst + k * T * V, ob);
+                    }
+                    else
+                    {
+#pragma unroll
+                        for (int j = 0; j < V; ++j)
+                            dst[k * T * V + j] = ob[j];
+                    }
                 }
             }
         }

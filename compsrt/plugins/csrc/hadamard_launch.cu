@@ -18,8 +18,9 @@ cudaError_t launchE(void const* x, void* y, long long rows, int n, int m, float 
     while ((E << logT) < n)
         ++logT;
     int const threads = 256;
+    constexpr int R = compsrt::defaultRowsPerThread(E, static_cast<int>(sizeof(Tin)));
     long long const total = rows << logT;
-    long long blocks = (total + threads - 1) / threads;
+    long long blocks = (total + threads * R - 1) / (threads * R);
     if (blocks > (1LL << 20))
         blocks = 1LL << 20; // block-stride loop covers the rest
     if (blocks < 1)
@@ -27,7 +28,7 @@ cudaError_t launchE(void const* x, void* y, long long rows, int n, int m, float 
     int const vecIn = (m == n) && (reinterpret_cast<std::uintptr_t>(x) % 16 == 0);
     int const vecOut = (reinterpret_cast<std::uintptr_t>(y) % 16 == 0);
     float const norm = static_cast<float>(1.0 / __builtin_sqrt(static_cast<double>(n)));
-    compsrt::hadamardRowsKernel<Tin, Tout, E><<<static_cast<unsigned>(blocks), threads, 0, stream>>>(
+    compsrt::hadamardRowsKernel<Tin, Tout, E, R><<<static_cast<unsigned>(blocks), threads, 0, stream>>>(
         static_cast<Tin const*>(x), static_cast<Tout*>(y), rows, m, logT, vecIn, vecOut, norm, shift, scale,
         static_cast<float>(qmin), static_cast<float>(qmax));
     return cudaGetLastError();
