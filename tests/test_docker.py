@@ -217,7 +217,20 @@ def compsrt_calls(text: str) -> list[tuple[str, list[str]]]:
 
 
 def _doc_shell_blocks(md: str) -> str:
-    return "\n".join(re.findall(r"```(?:sh|bash|shell|console)?\n(.*?)```", md, flags=re.S))
+    """The text of the fenced code blocks tagged sh/bash/shell/console (or untagged)."""
+    blocks, current, fence = [], None, None
+    for line in md.splitlines():
+        m = re.match(r"^\s*(```+|~~~+)\s*([\w+-]*)", line)
+        if current is None and m:
+            fence, lang = m.group(1), m.group(2).lower()
+            current = [] if lang in ("", "sh", "bash", "shell", "console") else False
+        elif current is not None and line.strip().startswith(fence):
+            if current is not False:
+                blocks.append("\n".join(current))
+            current = None
+        elif current not in (None, False):
+            current.append(line)
+    return "\n".join(blocks)
 
 
 def referenced_calls() -> dict[str, set[tuple[str, ...]]]:
@@ -247,6 +260,8 @@ def test_extraction_finds_the_calls():
     calls = compsrt_calls("RUN compsrt build --help > /dev/null \\\n    && compsrt profile --backend trt --engine x\n"
                           "# compsrt nothing here\nuse the compsrt-build-engine script\n")
     assert calls == [("build", ["--help"]), ("profile", ["--backend", "--engine"])]
+    md = "text compsrt prose\n```sh\ncompsrt build --onnx m\n```\n```text\ncompsrt diagram\n```\ncompsrt itself\n"
+    assert compsrt_calls(_doc_shell_blocks(md)) == [("build", ["--onnx"])]
     where = referenced_calls()
     subs = {c[0] for calls in where.values() for c in calls}
     assert {"build", "profile", "selftest"} <= subs, where
