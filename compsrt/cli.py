@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import CompsrtError
 
-STAGE_CLIS: tuple[str, ...] = ("compsrt.export.cli",)
+STAGE_CLIS: tuple[str, ...] = ("compsrt.runtime.cli", "compsrt.export.cli",)
 DEFAULT_DATASETS = "Set5,Set14,B100"
 
 
@@ -53,22 +53,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_upscale(args: argparse.Namespace) -> int:
-    from .evaluation.bicubic import imresize
-    from .images import load_image, save_image
-    from .models.inference import upscale_array
-    from .models.weights import load_swinir
-
-    image = load_image(args.input)
-    model = load_swinir(args.scale, args.weights, sha256=args.weights_sha256).to(args.device)
-    sr = upscale_array(model, image.rgb, args.device)
-    alpha = imresize(image.alpha, args.scale) if image.alpha is not None else None
-    save_image(args.output, sr, alpha)
-    h, w = image.rgb.shape[:2]
-    print(f"{args.input} ({w}x{h}, {image.mode}) -> {args.output} ({sr.shape[1]}x{sr.shape[0]})")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="compsrt", description="Compress SwinIR-light and deploy it with TensorRT.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -80,12 +64,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bicubic", action="store_true", help="score MATLAB bicubic upscaling instead of the model")
     p.add_argument("--json", action="store_true", help="print one JSON object per dataset")
     p.set_defaults(func=cmd_eval)
-
-    p = sub.add_parser("upscale", help="upscale one image")
-    p.add_argument("input", type=Path)
-    p.add_argument("output", type=Path)
-    _add_weights_args(p)
-    p.set_defaults(func=cmd_upscale)
 
     for module in STAGE_CLIS:
         importlib.import_module(module).register(sub)

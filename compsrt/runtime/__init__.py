@@ -1,0 +1,14 @@
+"""compsrt.runtime: engine build, one inference interface over TensorRT / ONNX Runtime / torch,
+tiled any-size upscaling, profiling, device self-test and the whole-pipeline demo.
+
+* :mod:`.tiling` / :mod:`.upscaler`: fixed tiles with overlap and cosine blending, batched;
+* :mod:`.backends`: :class:`TorchBackend` (FP, fake-quant, autocast, torch.compile), :class:`OrtBackend`;
+* :mod:`.engine`: :func:`build_engine`, the engine sidecar and load-time checks, :class:`TrtBackend`;
+* :mod:`.devmem`: pycuda / cuda-python device-memory layer;
+* :mod:`.profile`, :mod:`.selftest`, :mod:`.pipeline`, :mod:`.cli`.
+"""
+
+from .backends import Backend, OrtBackend, TorchBackend
+from .upscaler import TiledUpscaler
+
+__all__ = ["Backend", "OrtBackend", "TorchBackend", "TiledUpscaler"]
