@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from compsrt.plugins import hadamard_matrix  # noqa: E402
 from compsrt.plugins.kernel import (  # noqa: E402
-    ELEMS_PER_THREAD, ROWS_PER_THREAD, HadamardKernel, default_elems_per_thread, default_rows_per_thread,
+    ELEMS_PER_THREAD, HadamardKernel, default_elems_per_thread, default_pipeline_blocks_per_sm,
+    default_rows_per_thread,
 )
 
 
@@ -123,28 +124,27 @@ def main(argv=None):
             y2 = y.view(rows, n)
             t_mm = time_op(lambda: torch.matmul(x2, H, out=y2), torch, args.warmup, args.repeats)
 
-            def run_had(e=None, r=None, mb=None):
+            def run_had(e=None, r=None, mb=None, k=None):
                 kern.launch(x.data_ptr(), y.data_ptr(), rows, n, n, dt_name, stream=stream_ptr(),
-                            elems_per_thread=e, rows_per_thread=r, max_blocks=mb)
+                            elems_per_thread=e, rows_per_thread=r, max_blocks=mb, pipeline_blocks_per_sm=k)
 
             t_had = time_op(run_had, torch, args.warmup, args.repeats)
             variants = {}
-            grid_caps = {}
+            pipelined = {}
             if args.sweep:
-                # elems-per-thread E x thread-slots per iteration R (payload E * R <= 64 registers)
+                # one-shot kernel: elems-per-thread E x thread-slots per iteration R
                 for e in ELEMS_PER_THREAD:
                     if e <= n and n // e <= 32 and e >= 2:
-                        for r in ROWS_PER_THREAD:
-                            if e * r <= 64:
-                                t = time_op(lambda e=e, r=r: run_had(e, r), torch, args.warmup, args.repeats)
+                        for r in (1, 2):
+                            if e * r <= 32:
+                                t = time_op(lambda e=e, r=r: run_had(e, r, None, 0), torch, args.warmup, args.repeats)
                                 variants[f"E{e}R{r}"] = rw / t / 1e12
-                # persistent-style grids (block-stride loop) for the best (E, R) of the sweep
-                best = max(variants, key=variants.get)
-                be, br = (int(v) for v in best[1:].split("R"))
-                sms = torch.cuda.get_device_properties(0).multi_processor_count
-                for k in (4, 8, 16, 32):
-                    t = time_op(lambda: run_had(be, br, sms * k), torch, args.warmup, args.repeats)
-                    grid_caps[f"{best}_blocks{sms * k}"] = rw / t / 1e12
+                # software-pipelined grid-stride kernel on k * SMs blocks
+                for e in ELEMS_PER_THREAD:
+                    if e <= n and n // e <= 32 and e >= 4:
+                        for k in (2, 4, 8, 16):
+                            t = time_op(lambda e=e, k=k: run_had(e, None, None, k), torch, args.warmup, args.repeats)
+                            pipelined[f"E{e}k{k}"] = rw / t / 1e12
 
             def run_fused():
                 kern.launch(x.data_ptr(), q.data_ptr(), rows, n, n, dt_name, quantize=True, shift=shift,
@@ -180,8 +180,9 @@ def main(argv=None):
                 "unfused_quant_s": t_unfused, "unfused_quant_torch_s": t_unfused_torch,
                 "fused_speedup_vs_unfused": t_unfused / t_fused,
                 "rows_per_thread": default_rows_per_thread(default_elems_per_thread(n, dt_name), dt_name),
+                "pipeline_blocks_per_sm": default_pipeline_blocks_per_sm(n, dt_name),
                 "sweep_TBps_by_E_R": variants,
-                "sweep_TBps_grid_caps": grid_caps,
+                "sweep_TBps_pipelined": pipelined,
             }
             results["rows"].append(row)
             print(json.dumps(row), flush=True)
@@ -192,7 +193,7 @@ def main(argv=None):
         print()
         for r in results["rows"]:
             print(r["dtype"], r["n"], " ".join(f"{k}={v:.3f}" for k, v in r["sweep_TBps_by_E_R"].items()))
-            print(r["dtype"], r["n"], " ".join(f"{k}={v:.3f}" for k, v in r["sweep_TBps_grid_caps"].items()))
+            print(r["dtype"], r["n"], " ".join(f"{k}={v:.3f}" for k, v in r["sweep_TBps_pipelined"].items()))
     hdr = (f"{'dtype':8} {'n':>5} {'copy TB/s':>10} {'cuBLAS TB/s':>12} {'WHT TB/s':>9} {'%copy':>6} "
            f"{'x cuBLAS':>8} {'fused us':>9} {'unfused us':>10} {'fused x':>8}")
     print()

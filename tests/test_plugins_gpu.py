@@ -83,30 +83,37 @@ def test_every_elems_per_thread_variant(n, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["fp32", "fp16"])
 @pytest.mark.parametrize("n", [16, 64, 128])
-def test_rows_per_thread_variants_and_grid_stride(n, dtype):
-    """Every thread-slots-per-iteration R (and a tiny grid, so the block-stride loop runs many
-    iterations with partial R groups) gives the same bits as the default launch."""
+def test_rows_per_thread_and_pipelined_variants(n, dtype):
+    """For a given E, every thread-slots-per-iteration R, a tiny grid (the block-stride loop runs many
+    iterations with partial R groups) and the software-pipelined kernel (several grid sizes) give the
+    same bits as the one-shot R = 1 launch; padded rows fall back from the pipelined kernel."""
     rng = np.random.default_rng(n + 1)
     kern = HadamardKernel()
     st = cp.cuda.get_current_stream().ptr
     dname = np.dtype(dtype).name
+    rows = 1001
     for m in (n, n - 3):
-        rows = 1001
         x = cp.asarray(rng.standard_normal((rows, m)).astype(dtype))
         ref = reference_hadamard(cp.asnumpy(x).astype(np.float64), n)
         for quantize in (False, True):
-            want = hadamard_cupy(x, n, quantize=quantize, shift=0.1, scale=0.05)
-            if not quantize:
-                _check(want, ref, dtype)
-            for e in ((4, 8, 16) if not quantize else (8,)):
+            for e in ((4, 8, 16, 32) if not quantize else (8, 16)):
                 if n // e > 32 or e > n:
                     continue
-                for r in ROWS_PER_THREAD:
-                    for mb in (None, 3):
-                        y = cp.full((rows, n), 7, dtype=np.int8 if quantize else dtype)
-                        kern.launch(x.data.ptr, y.data.ptr, rows, n, m, dname, quantize=quantize, shift=0.1,
-                                    scale=0.05, stream=st, elems_per_thread=e, rows_per_thread=r, max_blocks=mb)
-                        np.testing.assert_array_equal(cp.asnumpy(y), cp.asnumpy(want), err_msg=f"E={e} R={r} mb={mb}")
+
+                def run(**kw):
+                    y = cp.full((rows, n), 7, dtype=np.int8 if quantize else dtype)
+                    kern.launch(x.data.ptr, y.data.ptr, rows, n, m, dname, quantize=quantize, shift=0.1,
+                                scale=0.05, stream=st, elems_per_thread=e, **kw)
+                    return cp.asnumpy(y)
+
+                want = run(rows_per_thread=1, pipeline_blocks_per_sm=0)
+                if not quantize:
+                    _check(want, ref, dtype)
+                cases = [dict(rows_per_thread=r, max_blocks=mb, pipeline_blocks_per_sm=0)
+                         for r in ROWS_PER_THREAD for mb in (None, 3)]
+                cases += [dict(pipeline_blocks_per_sm=k, max_blocks=mb) for k in (1, 4, 16) for mb in (None, 3)]
+                for kw in cases:
+                    np.testing.assert_array_equal(run(**kw), want, err_msg=f"E={e} {kw}")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["fp32", "fp16"])

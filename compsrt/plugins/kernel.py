@@ -42,9 +42,18 @@ def default_elems_per_thread(n: int, in_dtype: str = "float32") -> int:
 
 def default_rows_per_thread(elems_per_thread: int, in_dtype: str = "float32") -> int:
     """Mirror of compsrt::defaultRowsPerThread in the .cuh (thread-slots per thread and iteration)."""
-    e = int(elems_per_thread)
-    b = e * (4 if in_dtype == "float32" else 2)
-    return 1 if (b >= 64 or e >= 32) else 2 if (b >= 32 or e >= 16) else 4
+    return 1
+
+
+def default_pipeline_blocks_per_sm(n: int, in_dtype: str = "float32") -> int:
+    """Mirror of compsrt::defaultPipelineBlocksPerSm (0 = one-shot kernel, k = pipelined on k * SMs blocks)."""
+    return 0
+
+
+def pipelined_kernel_name(in_dtype: str, quantize: bool, elems_per_thread: int) -> str:
+    tin = _CTYPE_IN[in_dtype]
+    tout = "signed char" if quantize else tin
+    return f"compsrt::hadamardRowsPipelinedKernel<{tin}, {tout}, {elems_per_thread}>"
 
 
 def kernel_name(in_dtype: str, quantize: bool, elems_per_thread: int, rows_per_thread: Optional[int] = None) -> str:
@@ -57,7 +66,18 @@ def kernel_name(in_dtype: str, quantize: bool, elems_per_thread: int, rows_per_t
 
 
 def all_kernel_names() -> list:
-    return [kernel_name(d, q, e) for d in _CTYPE_IN for q in (False, True) for e in ELEMS_PER_THREAD]
+    return [f(d, q, e) for f in (kernel_name, pipelined_kernel_name) for d in _CTYPE_IN for q in (False, True)
+            for e in ELEMS_PER_THREAD]
+
+
+_SM_COUNT: dict = {}
+
+
+def _sm_count(cp) -> int:
+    dev = cp.cuda.runtime.getDevice()
+    if dev not in _SM_COUNT:
+        _SM_COUNT[dev] = int(cp.cuda.runtime.deviceGetAttribute(cp.cuda.runtime.cudaDevAttrMultiProcessorCount, dev))
+    return _SM_COUNT[dev]
 
 
 _DEFAULT_NAMES = frozenset(all_kernel_names())
@@ -137,6 +157,7 @@ class HadamardKernel:
         elems_per_thread: Optional[int] = None,
         rows_per_thread: Optional[int] = None,
         max_blocks: Optional[int] = None,
+        pipeline_blocks_per_sm: Optional[int] = None,
     ) -> None:
         import cupy as cp
         import numpy as np
@@ -161,6 +182,17 @@ class HadamardKernel:
         vec_in = int(width == n and x_ptr % 16 == 0)
         vec_out = int(y_ptr % 16 == 0)
         norm = np.float32(1.0 / math.sqrt(n))
+        k = default_pipeline_blocks_per_sm(n, in_dtype) if pipeline_blocks_per_sm is None else int(pipeline_blocks_per_sm)
+        if k > 0 and vec_in:
+            pblocks = min((total + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK, k * _sm_count(cp))
+            if max_blocks is not None:
+                pblocks = min(pblocks, int(max_blocks))
+            fn = self.function(pipelined_kernel_name(in_dtype, quantize, e))
+            args = (np.uint64(x_ptr), np.uint64(y_ptr), np.int64(rows), np.int32(log_t), np.int32(vec_out), norm,
+                    np.float32(shift), np.float32(scale), np.float32(qmin), np.float32(qmax))
+            with _external_stream(cp, int(stream)):
+                fn((int(pblocks),), (THREADS_PER_BLOCK,), args)
+            return
         fn = self.function(kernel_name(in_dtype, quantize, e, r))
         args = (
             np.uint64(x_ptr),
@@ -182,7 +214,7 @@ class HadamardKernel:
 
 def hadamard_cupy(x, n: int, *, quantize: bool = False, shift: float = 0.0, scale: float = 1.0,
                   qmin: int = -128, qmax: int = 127, out=None, elems_per_thread: Optional[int] = None,
-                  rows_per_thread: Optional[int] = None):
+                  rows_per_thread: Optional[int] = None, pipeline_blocks_per_sm: Optional[int] = None):
     """Convenience wrapper: Hadamard transform of a C-contiguous CuPy array along its last axis.
 
     The last dim of ``x`` is the real width m; the result has last dim n (INT8 if quantize).
@@ -200,6 +232,6 @@ def hadamard_cupy(x, n: int, *, quantize: bool = False, shift: float = 0.0, scal
     HadamardKernel().launch(
         x.data.ptr, out.data.ptr, rows, n, m, in_dtype, quantize=quantize, shift=shift, scale=scale,
         qmin=qmin, qmax=qmax, stream=cp.cuda.get_current_stream().ptr, elems_per_thread=elems_per_thread,
-        rows_per_thread=rows_per_thread,
+        rows_per_thread=rows_per_thread, pipeline_blocks_per_sm=pipeline_blocks_per_sm,
     )
     return out

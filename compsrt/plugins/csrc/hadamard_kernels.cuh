@@ -30,12 +30,12 @@ namespace compsrt
 {
 
 // Default thread-slots per thread and loop iteration (template R of the kernel), shared by
-// the Python and C++ launchers (kernel.py::default_rows_per_thread mirrors it): enough
-// independent 16-byte loads per thread (R * E * inBytes >= 64 bytes), at most 4 slots and at
-// most 32 registers of payload.
-__host__ __device__ constexpr int defaultRowsPerThread(int e, int inBytes)
+// the Python and C++ launchers (kernel.py::default_rows_per_thread mirrors it). The H200 sweep
+// (docs/plugins.md) found R > 1 slower everywhere but noise (more registers, lower occupancy),
+// so the default is 1; R = 2, 4 stay available for other GPUs.
+__host__ __device__ constexpr int defaultRowsPerThread(int, int)
 {
-    return (e * inBytes >= 64 || e >= 32) ? 1 : (e * inBytes >= 32 || e >= 16) ? 2 : 4;
+    return 1;
 }
 
 template <typename T>
@@ -315,6 +315,117 @@ __global__ void __launch_bounds__(256) hadamardRowsKernel(Tin const* __restrict_
             }
         }
     }
+}
+
+// Load one thread's tile (E elements of row g >> logT, lane t) as raw 16-byte vectors.
+template <typename Tin, int E, int V>
+__device__ __forceinline__ void loadTile(Tin* buf, Tin const* __restrict__ x, long long g, int logT, int t, int n)
+{
+    int const T = 1 << logT;
+    Tin const* src = x + (g >> logT) * n + t * V;
+#pragma unroll
+    for (int k = 0; k < E / V; ++k)
+        loadRaw<V * static_cast<int>(sizeof(Tin))>(buf + k * V, src + k * T * V);
+}
+
+// Software-pipelined grid-stride variant for unpadded rows (m = n) and a 16-byte aligned input:
+// each thread issues the loads of its next tile (g + stride) before transforming and storing the
+// current one, so a persistent-size grid keeps loads in flight during the butterflies. Same
+// arithmetic in the same order as hadamardRowsKernel<Tin, Tout, E> (bit-identical results).
+template <typename Tin, typename Tout, int E>
+__global__ void __launch_bounds__(256) hadamardRowsPipelinedKernel(Tin const* __restrict__ x,
+    Tout* __restrict__ y, long long rows, int logT, int vecOut, float norm, float shift, float scale, float qmin,
+    float qmax)
+{
+    constexpr int V = (E < 16 / static_cast<int>(sizeof(Tin))) ? E : 16 / static_cast<int>(sizeof(Tin));
+    int const T = 1 << logT;
+    int const n = E << logT;
+    long long const total = rows << logT;
+    long long const stride = static_cast<long long>(gridDim.x) * blockDim.x;
+    long long base = static_cast<long long>(blockIdx.x) * blockDim.x;
+    int const t = static_cast<int>(threadIdx.x & (T - 1)); // base is a multiple of blockDim (multiple of 32)
+    __align__(16) Tin cur[E];
+    __align__(16) Tin nxt[E];
+#pragma unroll
+    for (int i = 0; i < E; ++i)
+    {
+        cur[i] = Tin(0.0f);
+        nxt[i] = Tin(0.0f);
+    }
+    if (base + threadIdx.x < total)
+        loadTile<Tin, E, V>(cur, x, base + threadIdx.x, logT, t, n);
+    for (; base < total; base += stride) // block-uniform bound: all lanes reach the shuffles
+    {
+        long long const g = base + threadIdx.x;
+        long long const gn = g + stride;
+        if (gn < total)
+            loadTile<Tin, E, V>(nxt, x, gn, logT, t, n);
+        float v[E];
+#pragma unroll
+        for (int k = 0; k < E / V; ++k)
+            bufToFloat<Tin, V>(&v[k * V], cur + k * V);
+#pragma unroll
+        for (int h = 1; h < E; h <<= 1)
+        {
+#pragma unroll
+            for (int i = 0; i < E; ++i)
+            {
+                if ((i & h) == 0)
+                {
+                    float const a = v[i];
+                    float const b = v[i + h];
+                    v[i] = a + b;
+                    v[i + h] = a - b;
+                }
+            }
+        }
+        for (int s = 0; s < logT; ++s)
+        {
+            int const lm = 1 << s;
+            float const sgn = (t & lm) ? -1.0f : 1.0f;
+#pragma unroll
+            for (int i = 0; i < E; ++i)
+            {
+                float const o = __shfl_xor_sync(0xffffffffu, v[i], lm);
+                v[i] = __fmaf_rn(sgn, v[i], o);
+            }
+        }
+        if (g < total)
+        {
+            Tout* dst = y + (g >> logT) * n + t * V;
+#pragma unroll
+            for (int k = 0; k < E / V; ++k)
+            {
+                __align__(16) Tout ob[V];
+#pragma unroll
+                for (int j = 0; j < V; ++j)
+                    ob[j] = OutConv<Tout>::conv(v[k * V + j] * norm, shift, scale, qmin, qmax);
+                if (vecOut)
+                {
+                    storeRaw<V * static_cast<int>(sizeof(Tout))>(dst + k * T * V, ob);
+                }
+                else
+                {
+#pragma unroll
+                    for (int j = 0; j < V; ++j)
+                        dst[k * T * V + j] = ob[j];
+                }
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < E; ++i)
+            cur[i] = nxt[i];
+    }
+}
+
+// Default pipelined-grid choice, shared by both launchers (kernel.py::default_pipeline_blocks_per_sm
+// mirrors it): 0 = one-shot hadamardRowsKernel, k > 0 = hadamardRowsPipelinedKernel on
+// min(needed, k * SMs) blocks when m = n and the input is 16-byte aligned.
+__host__ __device__ inline int defaultPipelineBlocksPerSm(int n, int inBytes)
+{
+    (void) n;
+    (void) inBytes;
+    return 0;
 }
 
 // Default elements-per-thread choice, shared by the Python and C++ launchers
