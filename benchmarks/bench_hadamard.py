@@ -167,6 +167,13 @@ def main(argv=None):
                 torch.clamp(torch.round((y.float() - shift) / scale), -128, 127, out=None).to(torch.int8)
 
             t_fused = time_op(run_fused, torch, args.warmup, args.repeats)
+            fused_pipelined = {}
+            if args.sweep:
+                for k in (2, 4, 8, 16):
+                    def run_fused_k(k=k):
+                        kern.launch(x.data_ptr(), q.data_ptr(), rows, n, n, dt_name, quantize=True, shift=shift,
+                                    scale=scale, stream=stream_ptr(), pipeline_blocks_per_sm=k)
+                    fused_pipelined[f"k{k}"] = time_op(run_fused_k, torch, args.warmup, args.repeats) * 1e6
             t_unfused = time_op(run_unfused, torch, args.warmup, args.repeats)
             t_unfused_torch = time_op(run_unfused_torch, torch, args.warmup, args.repeats)
             row = {
@@ -183,6 +190,7 @@ def main(argv=None):
                 "pipeline_blocks_per_sm": default_pipeline_blocks_per_sm(n, dt_name),
                 "sweep_TBps_by_E_R": variants,
                 "sweep_TBps_pipelined": pipelined,
+                "sweep_fused_pipelined_us": fused_pipelined,
             }
             results["rows"].append(row)
             print(json.dumps(row), flush=True)
@@ -194,6 +202,7 @@ def main(argv=None):
         for r in results["rows"]:
             print(r["dtype"], r["n"], " ".join(f"{k}={v:.3f}" for k, v in r["sweep_TBps_by_E_R"].items()))
             print(r["dtype"], r["n"], " ".join(f"{k}={v:.3f}" for k, v in r["sweep_TBps_pipelined"].items()))
+            print(r["dtype"], r["n"], "fused us", " ".join(f"{k}={v:.1f}" for k, v in r["sweep_fused_pipelined_us"].items()))
     hdr = (f"{'dtype':8} {'n':>5} {'copy TB/s':>10} {'cuBLAS TB/s':>12} {'WHT TB/s':>9} {'%copy':>6} "
            f"{'x cuBLAS':>8} {'fused us':>9} {'unfused us':>10} {'fused x':>8}")
     print()

@@ -187,6 +187,25 @@ __device__ __forceinline__ void bufToFloat(float* dst, Tin const* buf)
     }
 }
 
+// y * norm -> output buffer (FP16 in pairs: one cvt per two elements, same rounding).
+template <typename Tout, int V>
+__device__ __forceinline__ void floatToBuf(Tout* ob, float const* v, float norm, float shift, float scale,
+    float qmin, float qmax)
+{
+    if constexpr (IsSame<Tout, __half>::value && V % 2 == 0)
+    {
+#pragma unroll
+        for (int j = 0; j < V / 2; ++j)
+            reinterpret_cast<__half2*>(ob)[j] = __floats2half2_rn(v[2 * j] * norm, v[2 * j + 1] * norm);
+    }
+    else
+    {
+#pragma unroll
+        for (int j = 0; j < V; ++j)
+            ob[j] = OutConv<Tout>::conv(v[j] * norm, shift, scale, qmin, qmax);
+    }
+}
+
 // Kernel. Template: input type, output type (same as input, or signed char = INT8 codes),
 // E = elements per thread (power of two, 1..32), R = independent thread-slots per thread and
 // loop iteration (1, 2, 4): all R * E / V loads are issued before any butterfly, for more bytes
@@ -298,9 +317,7 @@ __global__ void __launch_bounds__(256) hadamardRowsKernel(Tin const* __restrict_
                 for (int k = 0; k < E / V; ++k)
                 {
                     __align__(16) Tout ob[V];
-#pragma unroll
-                    for (int j = 0; j < V; ++j)
-                        ob[j] = OutConv<Tout>::conv(v[r][k * V + j] * norm, shift, scale, qmin, qmax);
+                    floatToBuf<Tout, V>(ob, &v[r][k * V], norm, shift, scale, qmin, qmax);
                     if (vecOut)
                     {
                         storeRaw<V * static_cast<int>(sizeof(Tout))>(dst + k * T * V, ob);
@@ -397,9 +414,7 @@ __global__ void __launch_bounds__(256) hadamardRowsPipelinedKernel(Tin const* __
             for (int k = 0; k < E / V; ++k)
             {
                 __align__(16) Tout ob[V];
-#pragma unroll
-                for (int j = 0; j < V; ++j)
-                    ob[j] = OutConv<Tout>::conv(v[k * V + j] * norm, shift, scale, qmin, qmax);
+                floatToBuf<Tout, V>(ob, &v[k * V], norm, shift, scale, qmin, qmax);
                 if (vecOut)
                 {
                     storeRaw<V * static_cast<int>(sizeof(Tout))>(dst + k * T * V, ob);
