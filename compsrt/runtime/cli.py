@@ -100,7 +100,7 @@ def cmd_build(args) -> int:
                      compute_capability=args.compute_capability)
     m = r.sidecar
     print(f"{args.out}: {m['engine_bytes']:,} bytes, {m['tensorrt']['module']} {m['tensorrt']['version']}, "
-          f"tile {m['tile'][0]}x{m['tile'][1]} batch {m['batch']} x{m['scale']}, sparse={m['sparse_weights']}, "
+          f"input {'x'.join(map(str, m['input_shape']))} x{m['scale']}, sparse={m['sparse_weights']}, "
           f"plugin={m['plugin']['kind']}, device={m['device']['name'] or 'none (CPU build)'}, {r.seconds:.1f} s")
     print(f"  sidecar {args.out}.json, log {args.out}.build.log, layers {args.out}.layers.json")
     return 0

@@ -193,7 +193,8 @@ def build_engine(onnx_path, out, sparse: bool = False, plugins: str | None = "py
         outputs = [network.get_output(i) for i in range(network.num_outputs)]
         fixed_tile = _sidecar_tile(meta) or ((tile, tile) if tile else None)
         inp_shape = list(inputs[0].shape)
-        if any(d < 0 for d in inp_shape):
+        image_graph = len(inp_shape) == 4
+        if any(d < 0 for d in inp_shape) and image_graph:
             b = batch or (meta.get("batch") if isinstance(meta.get("batch"), int) else None) or 1
             th, tw = fixed_tile or (None, None)
             shape = [b if inp_shape[0] < 0 else inp_shape[0], inp_shape[1],
@@ -214,7 +215,7 @@ def build_engine(onnx_path, out, sparse: bool = False, plugins: str | None = "py
         layers = _inspect(trt, logger, serialized)
         atomic_write_text(out.with_name(out.name + ".layers.json"), json.dumps(layers, indent=1))
         out_shape = list(outputs[0].shape)
-        scale = meta.get("scale") or (out_shape[2] // inp_shape[2] if out_shape[2] > 0 else None)
+        scale = meta.get("scale") or (out_shape[2] // inp_shape[2] if image_graph and out_shape[2] > 0 else None)
         dev = current_device()
         if flavor == "tensorrt_rtx" and compute_capability:
             dev["target_compute_capability"] = compute_capability
@@ -223,8 +224,9 @@ def build_engine(onnx_path, out, sparse: bool = False, plugins: str | None = "py
             "tensorrt": {"module": flavor, "version": trt.__version__},
             "device": dev,
             "plugin": plugin,
-            "tile": [int(inp_shape[2]), int(inp_shape[3])],
+            "tile": [int(inp_shape[2]), int(inp_shape[3])] if image_graph else None,
             "batch": int(inp_shape[0]),
+            "input_shape": [int(d) for d in inp_shape],
             "scale": int(scale) if scale else None,
             "inputs": [i.name for i in inputs],
             "outputs": [o.name for o in outputs],
