@@ -46,7 +46,9 @@ def default_rows_per_thread(elems_per_thread: int, in_dtype: str = "float32") ->
 
 
 def default_pipeline_blocks_per_sm(n: int, in_dtype: str = "float32") -> int:
-    """Mirror of compsrt::defaultPipelineBlocksPerSm (0 = one-shot kernel, k = pipelined on k * SMs blocks)."""
+    """0 = one-shot kernel (default everywhere: the pipelined grid-stride kernel was slower in the
+    H200 sweep); k > 0 = hadamardRowsPipelinedKernel on min(needed, k * SMs) blocks when m = n and
+    the input is 16-byte aligned. Python-only option (the C++ launcher always runs the one-shot kernel)."""
     return 0
 
 
@@ -66,8 +68,9 @@ def kernel_name(in_dtype: str, quantize: bool, elems_per_thread: int, rows_per_t
 
 
 def all_kernel_names() -> list:
-    return [f(d, q, e) for f in (kernel_name, pipelined_kernel_name) for d in _CTYPE_IN for q in (False, True)
-            for e in ELEMS_PER_THREAD]
+    """The instantiations compiled up front (one-shot kernel, default R). Other R values and the
+    pipelined kernel (opt-in, slower on the H200: docs/plugins.md) are compiled on first use."""
+    return [kernel_name(d, q, e) for d in _CTYPE_IN for q in (False, True) for e in ELEMS_PER_THREAD]
 
 
 _SM_COUNT: dict = {}

@@ -433,16 +433,6 @@ __global__ void __launch_bounds__(256) hadamardRowsPipelinedKernel(Tin const* __
     }
 }
 
-// Default pipelined-grid choice, shared by both launchers (kernel.py::default_pipeline_blocks_per_sm
-// mirrors it): 0 = one-shot hadamardRowsKernel, k > 0 = hadamardRowsPipelinedKernel on
-// min(needed, k * SMs) blocks when m = n and the input is 16-byte aligned.
-__host__ __device__ inline int defaultPipelineBlocksPerSm(int n, int inBytes)
-{
-    (void) n;
-    (void) inBytes;
-    return 0;
-}
-
 // Default elements-per-thread choice, shared by the Python and C++ launchers
 // (compsrt/plugins/kernel.py::default_elems_per_thread mirrors it; keep them equal).
 // From the H200 sweep (docs/plugins.md): FP32 best at E = 4..8, FP16 at E = 8 (n <= 16)

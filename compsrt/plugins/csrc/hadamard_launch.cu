@@ -28,21 +28,6 @@ cudaError_t launchE(void const* x, void* y, long long rows, int n, int m, float 
     int const vecIn = (m == n) && (reinterpret_cast<std::uintptr_t>(x) % 16 == 0);
     int const vecOut = (reinterpret_cast<std::uintptr_t>(y) % 16 == 0);
     float const norm = static_cast<float>(1.0 / __builtin_sqrt(static_cast<double>(n)));
-    int const k = compsrt::defaultPipelineBlocksPerSm(n, static_cast<int>(sizeof(Tin)));
-    if (k > 0 && vecIn)
-    {
-        int dev = 0;
-        int sms = 0;
-        cudaGetDevice(&dev);
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-        long long pblocks = (total + threads - 1) / threads;
-        if (sms > 0 && pblocks > static_cast<long long>(k) * sms)
-            pblocks = static_cast<long long>(k) * sms;
-        compsrt::hadamardRowsPipelinedKernel<Tin, Tout, E><<<static_cast<unsigned>(pblocks), threads, 0, stream>>>(
-            static_cast<Tin const*>(x), static_cast<Tout*>(y), rows, logT, vecOut, norm, shift, scale,
-            static_cast<float>(qmin), static_cast<float>(qmax));
-        return cudaGetLastError();
-    }
     compsrt::hadamardRowsKernel<Tin, Tout, E, R><<<static_cast<unsigned>(blocks), threads, 0, stream>>>(
         static_cast<Tin const*>(x), static_cast<Tout*>(y), rows, m, logT, vecIn, vecOut, norm, shift, scale,
         static_cast<float>(qmin), static_cast<float>(qmax));
