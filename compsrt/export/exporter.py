@@ -112,6 +112,8 @@ def _set_opset(model: onnx.ModelProto, opset: int, custom: dict[str, int]) -> on
     model.opset_import.extend(keep)
     for domain, version in custom.items():
         model.opset_import.append(onnx.helper.make_opsetid(domain, version))
+    # the oldest IR version that carries this opset (readers such as ONNX Runtime lag behind onnx)
+    model.ir_version = {17: 8, 18: 8, 19: 9, 20: 9, 21: 10, 22: 10}.get(opset, 10)
     return model
 
 

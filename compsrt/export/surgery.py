@@ -82,6 +82,14 @@ class Builder:
     def const(self, base: str, values: np.ndarray) -> gs.Constant:
         return gs.Constant(self._name(base), values=np.ascontiguousarray(values))
 
+    def int4_const(self, base: str, values: np.ndarray) -> gs.Constant:
+        """An INT4 initialiser (onnx-graphsurgeon cannot write INT4 itself: wrap a ready TensorProto)."""
+        from onnx_graphsurgeon.ir.tensor import LazyValues
+
+        name = self._name(base)
+        proto = onnx.helper.make_tensor(name, onnx.TensorProto.INT4, values.shape, values.astype(np.int8).reshape(-1).tolist())
+        return gs.Constant(name, values=LazyValues(proto))
+
     def var(self, base: str, dtype=np.float32) -> gs.Variable:
         return gs.Variable(self._name(base), dtype=dtype)
 
@@ -149,9 +157,8 @@ class Builder:
                 raise CompsrtError(f"{prefix}: weight codes outside [-8, 7] cannot be stored as INT4")
             scale = np.repeat(w_scale.reshape(1, out).astype(np.float32), k // block, axis=0)
             zp = np.zeros(scale.shape, dtype=np.int8)
-            wc = gs.Constant(self._name(f"{prefix}/weight_int4"), values=wt.astype(np.int8),
-                             export_dtype=onnx.TensorProto.INT4)
-            zc = gs.Constant(self._name(f"{prefix}/weight_zero_point"), values=zp, export_dtype=onnx.TensorProto.INT4)
+            wc = self.int4_const(f"{prefix}/weight_int4", wt)
+            zc = self.int4_const(f"{prefix}/weight_zero_point", zp)
             self.node("DequantizeLinear", f"{prefix}/weight_dequantize",
                       [wc, self.const(f"{prefix}/weight_scale", scale), zc], [d], {"axis": 0, "block_size": block})
         else:

@@ -1,0 +1,355 @@
+"""ONNX export: FP parity, deploy-mode Hadamard + Q/DQ graph parity (ONNX Runtime), surgery vs numpy,
+inspect, sidecar/metadata, and TensorRT-RTX parse/build checks (skipped without tensorrt_rtx)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+import pytest
+import torch
+
+from compsrt.errors import CompsrtError
+from compsrt.export.exporter import ExportOptions, build_onnx, export_checkpoint, export_model, load_checkpoint
+from compsrt.export.inspect import inspect_model
+from compsrt.export.surgery import Builder, hadamard_f32
+from compsrt.models.swinir import SwinIR, SwinIRConfig
+
+REPO = Path(__file__).resolve().parents[1]
+TILE = (16, 16)
+
+
+def _ort(model: onnx.ModelProto):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    so.intra_op_num_threads = 2
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def _tiny(scale=2, seed=0) -> SwinIR:
+    torch.manual_seed(seed)
+    m = SwinIR(SwinIRConfig(scale=scale, depths=(2,), num_heads=(6,))).eval()
+    with torch.no_grad():  # non-trivial biases / position tables so that mistakes show
+        for p in m.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    return m
+
+
+def _quantized(bits: int, scale=2, seed=0) -> SwinIR:
+    from compsrt.calibration.qmodel import QuantConfig, freeze_model, quantize_model, set_observe
+
+    m = _tiny(scale, seed)
+    quantize_model(m, QuantConfig(bits=bits, mode="deploy"))
+    set_observe(m, True)
+    with torch.no_grad():
+        m(torch.rand(2, 3, *TILE, generator=torch.Generator().manual_seed(1)))
+    set_observe(m, False)
+    freeze_model(m)
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def q4() -> SwinIR:
+    return _quantized(4)
+
+
+@pytest.fixture(scope="module")
+def q4_matmul(q4):
+    return build_onnx(q4, ExportOptions(tile=TILE, batch=None, hadamard="matmul"))
+
+
+# -- FP ----------------------------------------------------------------------------------------------
+def test_fp_export_matches_torch_dynamic_batch():
+    m = _tiny()
+    proto, side = build_onnx(m, ExportOptions(tile=TILE, batch=None))
+    x = torch.rand(3, 3, *TILE)
+    y = _ort(proto).run(None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        ref = m(x).numpy()
+    assert y.shape == (3, 3, 32, 32)
+    assert np.abs(y - ref).max() < 1e-5
+    ops = {n.op_type for n in proto.graph.node}
+    assert not ops & {"ScatterND", "Where", "If", "Range", "Shape"}  # masks and biases are constants
+    assert side["batch"] == "dynamic" and side["plugin"] is None and side["quant_sites"] == 0
+
+
+def test_fp16_io_fixed_batch_keeps_fp32_inside():
+    m = _tiny(scale=3)
+    proto, side = build_onnx(m, ExportOptions(tile=(8, 16), batch=2, io_dtype="fp16"))
+    g = proto.graph
+    assert g.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    assert g.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    assert [d.dim_value for d in g.input[0].type.tensor_type.shape.dim] == [2, 3, 8, 16]
+    assert sum(n.op_type == "Cast" for n in g.node) == 2  # in and out only
+    for vi in g.value_info:  # every internal tensor of a float type is FP32
+        assert vi.type.tensor_type.elem_type != onnx.TensorProto.FLOAT16
+    x = torch.rand(2, 3, 8, 16).half()
+    y = _ort(proto).run(None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        ref = m(x.float()).numpy()
+    assert y.dtype == np.float16 and np.abs(y.astype(np.float32) - ref).max() < 2e-3
+    assert side["input"]["dtype"] == "float16" and side["precision"]["internal"] == "fp32"
+
+
+def test_export_checkpoint_full_model_sidecar_metadata(tmp_path):
+    torch.manual_seed(0)
+    m = SwinIR(SwinIRConfig(scale=2)).eval()
+    ckpt = tmp_path / "fp_x2.pth"
+    torch.save({"params": m.state_dict()}, ckpt)
+    out = tmp_path / "fp.onnx"
+    res = export_checkpoint(ckpt, out, ExportOptions(tile=(8, 8), batch=1))
+    assert out.is_file() and res.sidecar_path == tmp_path / "fp.json"
+    assert not list(tmp_path.glob(".*part*"))  # atomic write left nothing behind
+    side = json.loads(res.sidecar_path.read_text())
+    assert side["tile"] == [8, 8] and side["scale"] == 2 and side["input"]["name"] == "input"
+    assert side["checkpoint_sha256"] and side["plugin"] is None
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model, full_check=True)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["compsrt.tile"] == "8x8" and meta["compsrt.scale"] == "2" and meta["compsrt.mode"] == "fp"
+    assert meta["compsrt.checkpoint_sha256"] == side["checkpoint_sha256"]
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        ref = m(x).numpy()
+    assert np.abs(_ort(model).run(None, {"input": x.numpy()})[0] - ref).max() < 1e-5
+
+
+def test_bad_tile_and_options_are_user_errors():
+    m = _tiny()
+    with pytest.raises(CompsrtError, match="multiples of the window"):
+        build_onnx(m, ExportOptions(tile=(12, 16)))
+    with pytest.raises(CompsrtError, match="opset"):
+        build_onnx(m, ExportOptions(tile=TILE, opset=13))
+    with pytest.raises(CompsrtError, match="INT4"):
+        build_onnx(m, ExportOptions(tile=TILE, int4_block=64, opset=17))
+
+
+def test_load_checkpoint_rejects_garbage(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CompsrtError):
+        load_checkpoint(bad)
+
+
+# -- graph surgery on a synthetic Linear site --------------------------------------------------------
+def test_linear_site_subgraph_matches_numpy_reference():
+    """x -> Hadamard(64, width 60) -> Sub(shift) -> Clip -> Q -> DQ -> MatMul(DQ(int8 codes, per-channel)) -> Add."""
+    from compsrt.export.graph import Site
+
+    rng = np.random.default_rng(0)
+    m_, n, out, bits = 60, 64, 24, 4
+    qmin, qmax = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    codes = rng.integers(qmin, qmax + 1, (out, n)).astype(np.int8)
+    w_scale = rng.uniform(0.01, 0.05, out).astype(np.float32)
+    bias = rng.normal(size=out).astype(np.float32)
+    site = Site(0, "site", "linear", None, m=m_, n=n, scale=0.05, shift=0.13, qmin=qmin, qmax=qmax, bits=bits,
+                codes=codes, w_scale=w_scale, bias=bias, out_features=out)
+    site.extra["w_bits"] = bits
+    x = gs.Variable("x", np.float32, [5, m_])
+    y = gs.Variable("y", np.float32, [5, out])
+    g = gs.Graph(inputs=[x], outputs=[y], opset=17)
+    Builder(g).linear_site(site, x, y)
+    g.cleanup().toposort()
+    proto = gs.export_onnx(g)
+    proto.ir_version = 8  # onnx 1.23 writes IR 14 by default; ONNX Runtime 1.31 reads up to 13
+    onnx.checker.check_model(proto, full_check=True)
+    xv = rng.normal(scale=1.5, size=(5, m_)).astype(np.float32)
+    got = _ort(proto).run(None, {"x": xv})[0]
+    # numpy reference with the simulation's arithmetic: (t - shift) / s, round half to even, saturate
+    xt = np.concatenate([xv, np.zeros((5, n - m_), np.float32)], 1) @ hadamard_f32(n)
+    q = np.clip(np.rint((xt - np.float32(0.13)) / np.float32(0.05)), qmin, qmax)
+    ref = (q * np.float32(0.05)) @ (codes.astype(np.float32) * w_scale[:, None]).T + bias
+    assert np.abs(got - ref).max() < 1e-4
+    ops = [n.op_type for n in proto.graph.node]
+    for op in ("MatMul", "Sub", "Clip", "QuantizeLinear", "DequantizeLinear", "Add"):
+        assert op in ops
+    zps = [i for i in proto.graph.initializer if "zero_point" in i.name]
+    assert zps and all(not onnx.numpy_helper.to_array(z).any() for z in zps)
+    assert all(z.data_type == onnx.TensorProto.INT8 for z in zps)
+
+
+# -- deploy-mode graphs ------------------------------------------------------------------------------
+@pytest.mark.parametrize("bits", [4, 2])
+def test_quantized_matmul_variant_matches_deploy_simulation(bits, q4, q4_matmul):
+    m = q4 if bits == 4 else _quantized(bits, scale=4, seed=1)
+    proto, side = q4_matmul if bits == 4 else build_onnx(m, ExportOptions(tile=TILE, batch=None, hadamard="matmul"))
+    onnx.checker.check_model(proto, full_check=True)
+    x = torch.rand(2, 3, *TILE, generator=torch.Generator().manual_seed(5))
+    y = _ort(proto).run(None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        ref = m(x).numpy()
+    d = np.abs(y - ref)
+    assert (d > 1e-3).mean() <= 1e-3 and d.max() < 0.05, (d.max(), (d > 1e-3).mean())
+    assert side["bits"] == bits and side["mode"] == "deploy" and side["quant_sites"] == 2 * 10
+
+
+def test_sites_agree_with_calibration_deploy_contract(q4):
+    deploy = pytest.importorskip("compsrt.calibration.deploy")
+    from compsrt.export.graph import StaticSwinIR
+
+    ours = {s.name: s for s in StaticSwinIR(q4, TILE).sites}
+    theirs = deploy.deploy_sites(q4)
+    assert len(ours) == len(theirs)
+    for t in theirs:
+        s = ours[t["name"]]
+        if t["kind"] == "linear":
+            assert (s.m, s.n, s.out_features) == (t["in_features"], t["padded"], t["out_features"])
+            assert np.array_equal(s.codes, t["weight_codes"].numpy())
+            assert np.array_equal(s.w_scale, t["weight_scale"].numpy())
+            assert np.array_equal(s.bias, t["bias_folded"].numpy())
+            assert s.scale == float(t["act_scale"]) and s.shift == float(t["act_shift"])
+        else:
+            assert s.role == t["role"] and (s.axis == "tokens") == (t["axis"] == -2)
+            assert s.scale == float(t["scale"]) and s.shift == float(t["shift"])
+        assert (s.qmin, s.qmax) == (t["qmin"], t["qmax"])
+
+
+def test_inspect_counts_and_plugin_variant(q4, q4_matmul):
+    proto, _ = q4_matmul
+    r = inspect_model(proto)
+    # per Swin block: 6 Linear activations + 4 attention operands = 10 Q/DQ pairs; 6 weight DQs;
+    # Hadamards: 1 shared by q/k/v + proj + fc1 + fc2 + 4 operands = 8
+    assert r["qdq_pairs"] == 20 and r["weight_dequantize"] == 12 and r["nonzero_zero_points"] == []
+    assert r["hadamard_matmul_nodes"] == 16 and r["hadamard_plugin_nodes"] == 0
+    assert r["layer_precision_counts"]["matmul:int8xint8"] == 12 + 4
+    assert r["weight_bytes_by_dtype"]["int8"] >= 2 * (3 * 60 * 64 + 60 * 64 + 120 * 64 + 60 * 128)
+    plug, side = build_onnx(q4, ExportOptions(tile=TILE, batch=1, hadamard="plugin"))
+    rp = inspect_model(plug)
+    assert rp["hadamard_plugin_nodes"] == 16 and rp["hadamard_matmul_nodes"] == 0 and rp["qdq_pairs"] == 20
+    node = next(n for n in plug.graph.node if n.op_type == "HadamardTransform")
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    assert attrs["plugin_version"] == b"1" and attrs["plugin_namespace"] == b"compsrt"
+    assert attrs["axis"] == -1 and attrs["n"] in (16, 64, 128) and 0 < attrs["width"] <= attrs["n"]
+    widths = sorted({(a.i if a.name == "width" else None) for n in plug.graph.node if n.op_type == "HadamardTransform"
+                     for a in n.attribute if a.name == "width"})
+    assert widths == [10, 60, 64, 120]  # head_dim, dim, tokens/keys, mlp hidden
+    assert side["plugin"]["name"] == "HadamardTransform" and side["plugin"]["nodes"] == 16
+    onnx.checker.check_model(plug)
+
+
+def test_int4_weight_blocks_match_onnxruntime(q4):
+    proto, side = build_onnx(q4, ExportOptions(tile=TILE, batch=1, hadamard="matmul", opset=21, int4_block=64))
+    r = inspect_model(proto)
+    assert r["opset"]["ai.onnx"] == 21 and r["layer_precision_counts"]["matmul:int8xint4"] == 12
+    assert "int4" in r["weight_bytes_by_dtype"]
+    x = torch.rand(1, 3, *TILE, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ref = q4(x).numpy()
+    d = np.abs(_ort(proto).run(None, {"input": x.numpy()})[0] - ref)
+    assert (d > 1e-3).mean() <= 1e-3
+
+
+def test_cli_export_and_inspect(tmp_path, capsys):
+    from compsrt.cli import main
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "fp_x4.pth"
+    torch.save({"params": SwinIR(SwinIRConfig(scale=4)).state_dict()}, ckpt)
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--checkpoint", str(ckpt), "--tile", "8", "8", "--batch", "dynamic", "--out", str(out)]) == 0
+    assert out.is_file() and (tmp_path / "m.json").is_file()
+    assert main(["inspect", str(out), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert r["qdq_pairs"] == 0 and r["outputs"][0]["shape"] == ["batch", 3, 32, 32]
+    assert main(["export", "--checkpoint", str(ckpt), "--tile", "9", "8", "--out", str(out)]) == 2
+
+
+# -- TensorRT-RTX (CPU build) ------------------------------------------------------------------------
+def _trt():
+    return pytest.importorskip("tensorrt_rtx")
+
+
+def test_trt_rtx_builds_quantized_matmul_variant(q4_matmul, tmp_path):
+    _trt()
+    from compsrt.export.trt_check import parse_and_build
+
+    path = tmp_path / "q.onnx"
+    onnx.save(q4_matmul[0], str(path))
+    r = parse_and_build(path, max_batch=2)
+    assert r.parsed and r.built, (r.parse_errors, r.build_errors)
+    assert r.quantize_layers == 20 and r.dequantize_layers == 32 and r.plugin_layers == 0 and r.engine_bytes > 0
+
+
+def test_trt_rtx_rejects_nonzero_zero_point(tmp_path):
+    """Regression: TensorRT's explicit quantization is symmetric; a Q/DQ pair with zero_point != 0 must fail."""
+    _trt()
+    from onnx import TensorProto, helper, numpy_helper
+
+    from compsrt.export.trt_check import parse_and_build
+
+    def model(zp: int) -> Path:
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 64])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 16])
+        inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+                 numpy_helper.from_array(np.array(zp, np.int8), "zp"),
+                 numpy_helper.from_array(np.arange(64 * 16).reshape(64, 16).astype(np.int8) % 7, "w"),
+                 numpy_helper.from_array(np.full(16, 0.01, np.float32), "ws"),
+                 numpy_helper.from_array(np.zeros(16, np.int8), "wzp")]
+        nodes = [helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["q"]),
+                 helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["d"]),
+                 helper.make_node("DequantizeLinear", ["w", "ws", "wzp"], ["wd"], axis=1),
+                 helper.make_node("MatMul", ["d", "wd"], ["y"])]
+        m = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)])
+        onnx.checker.check_model(m)
+        p = tmp_path / f"zp{zp}.onnx"
+        onnx.save(m, str(p))
+        return p
+
+    ok = parse_and_build(model(0))
+    assert ok.parsed and ok.built
+    bad = parse_and_build(model(3))
+    assert not (bad.parsed and bad.built)
+    assert any("zero point" in e.lower() for e in bad.parse_errors + bad.build_errors), bad.parse_errors
+
+
+_PLUGIN_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {repo!r})
+    from compsrt.plugins.trt_compat import import_tensorrt
+    from compsrt.plugins.trt_plugin import make_plugin_classes
+    trt = import_tensorrt()
+    _, C = make_plugin_classes(trt)
+    orig = C.create_plugin
+    def create(self, name, fc, phase):
+        plug = orig(self, name, fc, phase)
+        print("CREATED", name, plug.attrs, flush=True)
+        return plug
+    C.create_plugin = create
+    from compsrt.export.trt_check import parse_and_build
+    r = parse_and_build({path!r}, register_plugin=True)
+    print("RESULT", r.parsed, r.built, r.plugin_layers, r.parse_errors, flush=True)
+    """
+)
+
+
+def test_trt_rtx_plugin_variant_parses_with_registered_plugin(q4, tmp_path):
+    """The plugin variant: unknown op without our creator; with it, the parser maps every node to the plugin.
+
+    Building an engine with the Python plugin aborts inside TensorRT-RTX 1.7 on CPU (see docs/plugins.md);
+    the build runs in a subprocess and the test is xfail while that happens.
+    """
+    _trt()
+    from compsrt.export.trt_check import parse_and_build
+
+    proto, _ = build_onnx(q4, ExportOptions(tile=TILE, batch=1, hadamard="plugin"))
+    path = tmp_path / "plugin.onnx"
+    onnx.save(proto, str(path))
+    r = parse_and_build(path, build=False)  # no creator registered in this process
+    assert not r.parsed and any("plugin not found" in e.lower() for e in r.parse_errors), r.parse_errors
+    p = subprocess.run([sys.executable, "-c", _PLUGIN_SCRIPT.format(repo=str(REPO), path=str(path))],
+                       capture_output=True, text=True, timeout=300)
+    created = [ln for ln in p.stdout.splitlines() if ln.startswith("CREATED")]
+    assert created, p.stdout + p.stderr
+    assert "n=16" in created[0] or "n=64" in created[0]
+    if p.returncode != 0 and "terminate called" in p.stdout + p.stderr:
+        pytest.xfail("TensorRT-RTX aborts right after createPlugin of a Python IPluginV3 (docs/plugins.md)")
+    assert "RESULT True True 16" in p.stdout, p.stdout + p.stderr
