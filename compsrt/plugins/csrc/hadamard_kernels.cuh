@@ -22,6 +22,9 @@
 // thread owns a whole row and no shuffles are needed. Loads/stores are 16-byte vectors
 // when the row is unpadded and the base pointer is 16-byte aligned, else scalar with a
 // bounds check (m = 10, 60, 120 need that: their rows are not 16-byte aligned).
+// Template R (default 1) processes R thread-slots per thread and loop iteration, all loads
+// first; hadamardRowsPipelinedKernel is an opt-in software-pipelined grid-stride variant.
+// Both were slower than or equal to the default on the H200 (docs/plugins.md, Benchmark).
 #pragma once
 
 #include <cuda_fp16.h>
