@@ -1,0 +1,57 @@
+"""Fill .carry/ (git-ignored) with what a GPU run needs: FP weights, benchmark sets for evaluation and the
+bicubic LR training cache. Training HR never travels (only its LR), benchmarks are only evaluated on.
+
+usage: python benchmarks/calibration/prepare_carry.py --scale 4 [--bsd-max N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", type=int, required=True)
+    ap.add_argument("--shared", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument("--carry", default=str(REPO / ".carry"))
+    ap.add_argument("--bsd-max", type=int, default=None, help="keep only the first N BSD200 LR images")
+    ap.add_argument("--no-benchmarks", action="store_true")
+    args = ap.parse_args()
+    shared, carry = Path(args.shared), Path(args.carry)
+    os.environ["COMPSRT_CACHE"] = os.environ.get("PREP_CACHE", "/tmp/compsrt_lr_cache")  # full LR cache, outside the repo
+    from compsrt.calibration.data import load_training_lr, lr_cache
+
+    load_training_lr(args.scale, shared)
+    src = lr_cache(args.scale)
+    if carry.exists():
+        shutil.rmtree(carry)
+    dst = carry / "cache" / "train_lr" / f"x{args.scale}"
+    for sub in sorted(src.iterdir()):
+        files = sorted(sub.glob("*.png"))
+        if sub.name == "BSD200" and args.bsd_max is not None:
+            files = files[: args.bsd_max]
+        (dst / sub.name).mkdir(parents=True, exist_ok=True)
+        for f in files:
+            shutil.copy2(f, dst / sub.name / f.name)
+    if args.scale == 4:
+        shutil.copytree(shared / "calib" / "lr_x4", dst / "calib_lr_x4")
+    (carry / "data" / "weights").mkdir(parents=True)
+    shutil.copy2(shared / "weights" / f"swinir_light_x{args.scale}.pth", carry / "data" / "weights")
+    if not args.no_benchmarks:
+        for s in ("Set5", "Set14", "B100"):
+            shutil.copytree(shared / "benchmarks" / s / "HR", carry / "data" / "benchmarks" / s / "HR")
+            shutil.copytree(shared / "benchmarks" / s / "LR_bicubic" / f"X{args.scale}",
+                            carry / "data" / "benchmarks" / s / "LR_bicubic" / f"X{args.scale}")
+    total = sum(f.stat().st_size for f in carry.rglob("*") if f.is_file())
+    print(f"{carry}: {total / 2**20:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""GPU runner: calibrate several CompSRT configurations as parallel processes on one GPU, evaluate each
+on Set5 / Set14 / B100 beside the FP model, pack it, and write one JSON per configuration.
+
+Calibration reads only the LR training cache (T91, BSD200, Kodak, DIV2K calib); benchmarks are only
+scored, never used to calibrate or select (the last iteration is kept).
+
+usage (on the device, from the repo root, with COMPSRT_DATA=.carry/data COMPSRT_CACHE=.carry/cache):
+  python benchmarks/calibration/run_device.py --scale 4 --out $OUT/res \
+      --first deploy:4:- --configs paper:4:- paper:3:- ... --jobs 5 --budget 480
+A config is MODE:BITS:PRUNE (PRUNE '-' for none, 0.4 or 2:4). ``--first`` runs alone (timed), the
+rest in parallel afterwards; every training loop stops at the shared deadline (iterations done are recorded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+
+def parse(c: str):
+    mode, bits, prune = c.split(":", 2)
+    return mode, int(bits), (None if prune == "-" else prune)
+
+
+def worker(args) -> None:
+    import torch
+
+    from compsrt.calibration.checkpoint import load_compressed_model, pack_file
+    from compsrt.calibration.distill import DistillSettings
+    from compsrt.calibration.pipeline import compress
+    from compsrt.calibration.qmodel import QuantConfig
+    from compsrt.evaluation.benchmark import evaluate_dataset
+    from compsrt.models.inference import upscale_array
+    from compsrt.paths import benchmarks_dir
+
+    mode, bits, prune = parse(args.worker)
+    cfg = QuantConfig(bits, mode, prune)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = f"x{args.scale}_{cfg.tag}"
+    res = {"scale": args.scale, "config": cfg.to_dict(), "tag": tag}
+    ckpt = out / f"{tag}.pt"
+    st = DistillSettings(iters=args.iters, seed=args.seed, deadline=args.deadline or None,
+                         cuda_graph=not args.eager, batch=args.batch, dobi_batch=args.dobi_batch)
+    t0 = time.time()
+    meta = compress(args.scale, cfg, ckpt, st, device=args.device, progress=False)
+    res["calibration"] = meta["log"]
+    res["calibration_wall_s"] = time.time() - t0
+    res["max_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30 if args.device == "cuda" else None
+    res["pack"] = pack_file(ckpt, out / f"{tag}.csrt")
+    (out / f"{tag}.json").write_text(json.dumps(res, indent=1))
+    model, _ = load_compressed_model(ckpt)
+    model = model.to(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    res["eval"] = {}
+    for ds in args.datasets.split(","):
+        sc = evaluate_dataset(benchmarks_dir(), ds, args.scale, lambda lr: upscale_array(model, lr, args.device), tag, progress=False)
+        res["eval"][ds] = sc.summary()
+        (out / f"{tag}.json").write_text(json.dumps(res, indent=1))
+    ckpt.unlink()  # the packed file holds the same model bit-exactly and is smaller
+    print(json.dumps({"tag": tag, "eval": {k: [v["psnr"], v["ssim"]] for k, v in res["eval"].items()},
+                      "iters": meta["log"]["iters_done"], "s": res["calibration_wall_s"]}), flush=True)
+
+
+def fp_eval(args) -> None:
+    import torch
+
+    from compsrt.evaluation.benchmark import evaluate_dataset
+    from compsrt.models.inference import upscale_array
+    from compsrt.models.weights import load_swinir
+    from compsrt.paths import benchmarks_dir
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    model = load_swinir(args.scale).to(args.device)
+    res = {"scale": args.scale, "tag": f"x{args.scale}_fp32", "eval": {}}
+    for ds in args.datasets.split(","):
+        res["eval"][ds] = evaluate_dataset(benchmarks_dir(), ds, args.scale, lambda lr: upscale_array(model, lr, args.device), "fp32", progress=False).summary()
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / f"x{args.scale}_fp32.json").write_text(json.dumps(res, indent=1))
+    print(json.dumps(res), flush=True)
+
+
+def launch(args, extra: list[str], log: Path) -> subprocess.Popen:
+    cmd = [sys.executable, __file__, "--scale", str(args.scale), "--out", args.out, "--iters", str(args.iters),
+           "--datasets", args.datasets, "--seed", str(args.seed), "--device", args.device,
+           "--batch", str(args.batch), "--dobi-batch", str(args.dobi_batch)] + (["--eager"] if args.eager else []) + extra
+    return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", type=int, required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--iters", type=int, default=4000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--datasets", default="Set5,Set14,B100")
+    ap.add_argument("--first", default=None)
+    ap.add_argument("--configs", nargs="*", default=[])
+    ap.add_argument("--jobs", type=int, default=5)
+    ap.add_argument("--budget", type=float, default=480, help="seconds from start at which training loops stop")
+    ap.add_argument("--first-budget", type=float, default=None)
+    ap.add_argument("--eager", action="store_true")
+    ap.add_argument("--worker", default=None)
+    ap.add_argument("--fp", action="store_true")
+    ap.add_argument("--deadline", type=float, default=0)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--dobi-batch", type=int, default=32)
+    args = ap.parse_args()
+    if args.worker:
+        return worker(args)
+    if args.fp:
+        return fp_eval(args)
+    start = time.time()
+    logs = Path(args.out) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    deadline = start + args.budget
+    procs = [launch(args, ["--fp"], logs / "fp.log")]
+    if args.first:
+        fb = start + (args.first_budget or args.budget)
+        p = launch(args, ["--worker", args.first, "--deadline", str(fb)], logs / f"{args.first.replace(':', '_')}.log")
+        p.wait()
+        print(f"[{time.time() - start:.0f}s] first done rc={p.returncode}", flush=True)
+    queue = list(args.configs)
+    running: list = []
+    while queue or running:
+        running = [p for p in running if p.poll() is None]
+        while queue and len(running) < args.jobs:
+            c = queue.pop(0)
+            running.append(launch(args, ["--worker", c, "--deadline", str(deadline)], logs / f"{c.replace(':', '_')}.log"))
+            print(f"[{time.time() - start:.0f}s] launched {c}", flush=True)
+        time.sleep(2)
+    for p in procs:
+        p.wait()
+    print(f"[{time.time() - start:.0f}s] all done", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""Self-describing compressed checkpoints (.pt) and the packed storage format (.csrt).
+
+Checkpoint (``torch.save``; read back with ``weights_only=True``)::
+
+    {"meta": {format, quant config, model config, fp weights sha256, calibration log, ...},
+     "tensors": {state-dict name: tensor}}
+
+``tensors`` is the frozen quantized model's state dict without the FP weights of quantized Linears:
+FP32 convs / LayerNorms / biases / position tables, per-quantizer ``l, u, alpha, beta``, int8 weight codes
+(``*.codes``, rotated domain, (out, n)) and bool masks (``*.mask``).
+
+Packed file (``.csrt``): ``b"CSRT1\\n"``, an 8-byte little-endian header length, a JSON header (meta +
+tensor table), then the payload. Weight codes are stored bit-packed at the narrowest width that holds
+their range (b bits for clamped deploy codes), only at kept positions when a mask prunes, masks 1 bit
+per position; every other tensor raw (little-endian). The file size over the parameter count is the
+measured bits per parameter. Unpacking restores every tensor bit-exactly.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import CompsrtError
+from ..files import atomic_path
+from ..models.swinir import SwinIR, SwinIRConfig
+from .qmodel import QLinear, QuantConfig, freeze_model, quantize_model
+
+FORMAT = "compsrt-quant/1"
+MAGIC = b"CSRT1\n"
+
+
+def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    freeze_model(model)
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if not k.endswith(".fp_weight")}
+
+
+def save_checkpoint(model: torch.nn.Module, meta: dict, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    meta = dict(meta, format=FORMAT, quant=model.quant_config.to_dict(), model_config=_cfg_dict(model.config))
+    meta = json.loads(json.dumps(meta, default=str))  # plain JSON types only (weights_only loading)
+    with atomic_path(path) as tmp:
+        torch.save({"meta": meta, "tensors": model_state(model)}, tmp)
+    return path
+
+
+def _cfg_dict(cfg: SwinIRConfig) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.to_dict().items()}
+
+
+def _tuple_cfg(d: dict) -> SwinIRConfig:
+    return SwinIRConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def build_from_tensors(meta: dict, tensors: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """An eval-mode fake-quant model from checkpoint contents (no FP weights needed)."""
+    if meta.get("format") != FORMAT:
+        raise CompsrtError(f"not a compsrt compressed checkpoint (format {meta.get('format')!r}, expected {FORMAT})")
+    cfg = _tuple_cfg(meta["model_config"])
+    qcfg = QuantConfig(**meta["quant"])
+    model = quantize_model(SwinIR(cfg), qcfg, init_weights=False)
+    for name, m in model.named_modules():
+        if isinstance(m, QLinear):
+            m.codes = tensors[f"{name}.codes"].clone()
+            m.fp_weight = torch.zeros(0)
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    missing = [k for k in missing if not k.endswith(".fp_weight")]
+    if missing or unexpected:
+        raise CompsrtError(f"checkpoint does not match its model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return model.eval()
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
+    path = Path(path)
+    if not path.is_file():
+        raise CompsrtError(f"compressed checkpoint {path} does not exist")
+    with open(path, "rb") as f:
+        head = f.read(len(MAGIC))
+    if head == MAGIC:
+        return unpack(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CompsrtError(f"cannot read compressed checkpoint {path}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(obj, dict) or "meta" not in obj or "tensors" not in obj:
+        raise CompsrtError(f"{path} is not a compsrt compressed checkpoint (no meta/tensors)")
+    return obj["meta"], obj["tensors"]
+
+
+def load_compressed_model(path: str | os.PathLike) -> tuple[torch.nn.Module, dict]:
+    """(model, meta): the runnable fake-quant model (eval, CPU) from a .pt checkpoint or a .csrt pack."""
+    meta, tensors = read_checkpoint(path)
+    return build_from_tensors(meta, tensors), meta
+
+
+# ---------------------------------------------------------------------------------------------------
+# packed format
+
+
+def _pack_bits(values: np.ndarray, width: int) -> bytes:
+    """Unsigned ints < 2**width -> little-endian bit stream."""
+    if values.size == 0 or width == 0:
+        return b""
+    bits = ((values[:, None].astype(np.uint16) >> np.arange(width, dtype=np.uint16)) & 1).astype(np.uint8)
+    return np.packbits(bits.reshape(-1), bitorder="little").tobytes()
+
+
+def _unpack_bits(buf: bytes, width: int, count: int) -> np.ndarray:
+    if count == 0 or width == 0:
+        return np.zeros(count, dtype=np.int64)
+    bits = np.unpackbits(np.frombuffer(buf, dtype=np.uint8), bitorder="little")[: count * width].reshape(count, width)
+    return (bits.astype(np.int64) << np.arange(width, dtype=np.int64)).sum(1)
+
+
+def pack(meta: dict, tensors: dict[str, torch.Tensor], out: str | os.PathLike) -> dict:
+    """Write the packed file; return size statistics (bits per parameter)."""
+    table, chunks, offset = [], [], 0
+    payload_codes_bits = 0
+    n_qweights = 0
+    masks = {k: v for k, v in tensors.items() if k.endswith(".mask")}
+    for name, t in tensors.items():
+        entry = {"name": name, "dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape)}
+        if name.endswith(".codes"):
+            mask = masks[name[: -len(".codes")] + ".mask"].numpy().reshape(-1)
+            vals = t.numpy().astype(np.int64).reshape(-1)
+            pruned = not mask.all()
+            kept = vals[mask] if pruned else vals
+            lo = int(kept.min()) if kept.size else 0
+            width = max(1, int(kept.max() - lo).bit_length()) if kept.size else 0
+            data = _pack_bits(kept - lo, width)
+            entry.update(enc="bits", width=width, low=lo, masked=pruned, count=int(kept.size))
+            payload_codes_bits += len(data) * 8
+        elif name.endswith(".mask"):
+            data = np.packbits(t.numpy().reshape(-1).astype(np.uint8), bitorder="little").tobytes()
+            entry.update(enc="bits1")
+            payload_codes_bits += len(data) * 8
+        else:
+            arr = t.contiguous().numpy()
+            data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+            entry.update(enc="raw")
+        entry.update(offset=offset, nbytes=len(data))
+        offset += len(data)
+        table.append(entry)
+        chunks.append(data)
+    header = json.dumps({"meta": meta, "tensors": table}, sort_keys=True).encode()
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(MAGIC)
+            f.write(struct.pack("<Q", len(header)))
+            f.write(header)
+            for c in chunks:
+                f.write(c)
+    size = out.stat().st_size
+    cfg = _tuple_cfg(meta["model_config"])
+    fp_params = sum(p.numel() for p in SwinIR(cfg).parameters())
+    for name, m in quantize_model(SwinIR(cfg), QuantConfig(**meta["quant"]), init_weights=False).named_modules():
+        if isinstance(m, QLinear):
+            n_qweights += m.out_features * m.in_features
+    return {
+        "file_bytes": size,
+        "fp_params": fp_params,
+        "bits_per_param": 8 * size / fp_params,
+        "fp32_bytes": 4 * fp_params,
+        "quantized_linear_weights": n_qweights,
+        "code_and_mask_bits_per_quantized_weight": payload_codes_bits / n_qweights,
+    }
+
+
+def unpack(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
+    raw = Path(path).read_bytes()
+    if not raw.startswith(MAGIC):
+        raise CompsrtError(f"{path} is not a packed compsrt file")
+    (hlen,) = struct.unpack("<Q", raw[len(MAGIC) : len(MAGIC) + 8])
+    start = len(MAGIC) + 8
+    header = json.loads(raw[start : start + hlen])
+    base = start + hlen
+    tensors: dict[str, torch.Tensor] = {}
+    entries = header["tensors"]
+    # masks first (codes need them)
+    order = sorted(entries, key=lambda e: 0 if e["name"].endswith(".mask") else 1)
+    for e in order:
+        buf = raw[base + e["offset"] : base + e["offset"] + e["nbytes"]]
+        shape = tuple(e["shape"])
+        n = int(np.prod(shape)) if shape else 1
+        if e["enc"] == "raw":
+            dt = np.dtype(_NP[e["dtype"]]).newbyteorder("<")
+            arr = np.frombuffer(buf, dtype=dt).astype(dt.newbyteorder("="), copy=True).reshape(shape)
+            tensors[e["name"]] = torch.from_numpy(arr)
+        elif e["enc"] == "bits1":
+            bits = np.unpackbits(np.frombuffer(buf, dtype=np.uint8), bitorder="little")[:n]
+            tensors[e["name"]] = torch.from_numpy(bits.astype(bool).reshape(shape))
+        else:
+            vals = _unpack_bits(buf, e["width"], e["count"]) + e["low"]
+            if e["masked"]:
+                mask = tensors[e["name"][: -len(".codes")] + ".mask"].numpy().reshape(-1)
+                full = np.zeros(n, dtype=np.int64)
+                full[mask] = vals
+                vals = full
+            tensors[e["name"]] = torch.from_numpy(vals.astype(np.int8).reshape(shape))
+    ordered = {e["name"]: tensors[e["name"]] for e in entries}
+    return header["meta"], ordered
+
+
+_NP = {"float32": np.float32, "float64": np.float64, "int8": np.int8, "int64": np.int64, "bool": np.bool_,
+       "float16": np.float16, "int32": np.int32, "uint8": np.uint8}
+
+
+def pack_file(src: str | os.PathLike, out: str | os.PathLike) -> dict:
+    meta, tensors = read_checkpoint(src)
+    return pack(meta, tensors, out)

@@ -1,0 +1,60 @@
+"""``compsrt calibrate`` and ``compsrt pack``: thin argparse layers over the calibration library.
+
+The main CLI calls :func:`register` with its subparsers.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..errors import CompsrtError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("calibrate", help="compress SwinIR-light with CompSRT (DOBI + DQC distillation)")
+    p.add_argument("--scale", type=int, required=True, choices=(2, 3, 4))
+    p.add_argument("--bits", type=int, required=True, help="weight and activation bit-width: 2, 3 or 4")
+    p.add_argument("--mode", default="deploy", choices=("deploy", "paper"))
+    p.add_argument("--prune", default=None, help="unstructured ratio (e.g. 0.4) or 2:4 (deploy only)")
+    p.add_argument("--iters", type=int, default=4000)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--weights", default=None, help="FP weights (.pth); default: the data folder's stand-in")
+    p.add_argument("--data", default=None, help="data root holding train/ and calib/ (default: $COMPSRT_DATA)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
+    p.add_argument("--no-cuda-graph", action="store_true", help="run the training step eagerly on CUDA")
+    p.add_argument("--pack", default=None, metavar="CSRT", help="also write the packed storage file")
+    p.add_argument("--out", required=True, help="output checkpoint (.pt)")
+    p.set_defaults(func=_calibrate)
+
+    k = subparsers.add_parser("pack", help="pack a compressed checkpoint; prints the measured bits per parameter")
+    k.add_argument("checkpoint")
+    k.add_argument("--out", required=True, help="packed file (.csrt)")
+    k.set_defaults(func=_pack)
+
+
+def _calibrate(args) -> int:
+    from .checkpoint import pack_file
+    from .distill import DistillSettings
+    from .pipeline import compress
+    from .qmodel import QuantConfig
+
+    if args.bits not in (2, 3, 4):
+        raise CompsrtError(f"--bits must be 2, 3 or 4, got {args.bits}")
+    cfg = QuantConfig(bits=args.bits, mode=args.mode, prune=args.prune)
+    st = DistillSettings(iters=args.iters, batch=args.batch, seed=args.seed, cuda_graph=not args.no_cuda_graph)
+    meta = compress(args.scale, cfg, args.out, st, weights=args.weights, data=args.data, device=args.device)
+    log = meta["log"]
+    print(f"wrote {args.out}: {cfg.tag} x{args.scale}, {log['iters_done']} iterations, "
+          f"{log['seconds_total']:.1f} s (DOBI {log['seconds_dobi']:.1f} s)")
+    if args.pack:
+        print(json.dumps(pack_file(args.out, args.pack)))
+    return 0
+
+
+def _pack(args) -> int:
+    from .checkpoint import pack_file
+
+    stats = pack_file(args.checkpoint, args.out)
+    print(json.dumps(stats, indent=1))
+    return 0

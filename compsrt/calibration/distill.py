@@ -1,0 +1,198 @@
+"""DOBI initialisation + DQC distillation: the CompSRT calibration loop.
+
+teacher = FP SwinIR, student = its quantized copy, both in eval mode with frozen weights; only the
+quantizers' (l, u, alpha, beta) learn. Adam lr 1e-2, betas (0.9, 0.99), constant lr, gradients clipped by
+value at 1, batch 16 of 64x64 LR patches with flips/rotations. Loss = L1(student, teacher) + 5 * sum over
+the four RSTB outputs of MSE between per-sample L2-normalised features.
+
+On CUDA the whole step (teacher, student forward and backward, clipping, Adam) is captured once in a
+CUDA graph and replayed; matmuls use TF32 during training (evaluation stays FP32).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import platform
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import CompsrtError
+from .data import PatchSampler
+from .qmodel import QuantConfig, quantize_model, quantizers, set_observe, trainable_params
+
+FEAT_WEIGHT = 5.0
+
+
+@dataclass
+class DistillSettings:
+    iters: int = 4000
+    batch: int = 16
+    patch: int = 64
+    lr: float = 1e-2
+    betas: tuple[float, float] = (0.9, 0.99)
+    clip: float = 1.0
+    dobi_batch: int = 32
+    seed: int = 0
+    cuda_graph: bool = True
+    tf32: bool = True
+    log_every: int = 50
+    deadline: float | None = None  # time.time() after which the loop stops early (recorded in meta)
+
+
+def _normalized(f: torch.Tensor) -> torch.Tensor:
+    flat = f.flatten(1)
+    return flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def distill_loss(s_out, t_out, s_feats, t_feats) -> torch.Tensor:
+    loss = F.l1_loss(s_out, t_out)
+    for a, b in zip(s_feats, t_feats):
+        loss = loss + FEAT_WEIGHT * F.mse_loss(_normalized(a), _normalized(b))
+    return loss
+
+
+@torch.no_grad()
+def dobi_init(student: nn.Module, x: torch.Tensor) -> None:
+    """One FP forward pass; every activation quantizer keeps its best of 100 shrinking ranges."""
+    set_observe(student, True)
+    try:
+        student(x)
+    finally:
+        set_observe(student, False)
+
+
+def build_student(fp: nn.Module, cfg: QuantConfig) -> nn.Module:
+    return quantize_model(copy.deepcopy(fp).eval(), cfg)
+
+
+def calibrate(fp: nn.Module, cfg: QuantConfig, sampler: PatchSampler, settings: DistillSettings,
+              progress: bool = True) -> tuple[nn.Module, dict]:
+    """Compress ``fp`` (eval, on the sampler's device); returns the student (not frozen) and a log dict."""
+    dev = sampler.device
+    torch.manual_seed(settings.seed)
+    old_tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    if dev.type == "cuda" and settings.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    try:
+        return _calibrate(fp, cfg, sampler, settings, progress)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old_tf32
+
+
+def _sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _calibrate(fp, cfg, sampler, st: DistillSettings, progress):
+    dev = sampler.device
+    t0 = time.perf_counter()
+    teacher = fp.to(dev).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    student = build_student(teacher, cfg).to(dev)
+    dobi_x = sampler.sample(st.dobi_batch)
+    dobi_init(student, dobi_x)
+    _sync(dev)
+    t_dobi = time.perf_counter() - t0
+    params = trainable_params(student)
+    use_graph = st.cuda_graph and dev.type == "cuda" and st.iters > 0
+    opt = torch.optim.Adam(params, lr=st.lr, betas=st.betas, capturable=use_graph)
+    static_x = torch.empty(st.batch, 3, st.patch, st.patch, device=dev)
+
+    def step():
+        with torch.no_grad():
+            t_feats: list = []
+            t_out = teacher(static_x, stage_outputs=t_feats)
+        s_feats: list = []
+        s_out = student(static_x, stage_outputs=s_feats)
+        loss = distill_loss(s_out, t_out, s_feats, t_feats)
+        loss.backward()
+        torch.nn.utils.clip_grad_value_(params, st.clip)
+        opt.step()
+        return loss.detach()
+
+    log = {"loss": [], "graph": False}
+    losses_seen = []
+    it = 0
+    graph = None
+    static_loss = None
+    bar = tqdm(total=st.iters, desc=f"calibrate {cfg.tag}", disable=not progress, unit="it")
+    t_train = time.perf_counter()
+    stopped_early = False
+    # warm-up iterations run eagerly (and on a side stream when a graph will be captured)
+    warm = 3 if use_graph else 0
+    if use_graph:
+        s = torch.cuda.Stream(dev)
+        s.wait_stream(torch.cuda.current_stream(dev))
+        with torch.cuda.stream(s):
+            for _ in range(min(warm, st.iters)):
+                static_x.copy_(sampler.sample(st.batch))
+                opt.zero_grad(set_to_none=True)
+                losses_seen.append(step())
+                it += 1
+                bar.update(1)
+        torch.cuda.current_stream(dev).wait_stream(s)
+        if it < st.iters:
+            try:
+                graph = torch.cuda.CUDAGraph()
+                opt.zero_grad(set_to_none=True)
+                static_x.copy_(sampler.sample(st.batch))
+                with torch.cuda.graph(graph):
+                    static_loss = step()
+                log["graph"] = True
+                # capture records but does not run the step: the next replay is the real iteration
+            except Exception as exc:  # fall back to eager
+                log["graph_error"] = f"{exc.__class__.__name__}: {str(exc)[:300]}"
+                graph = None
+                torch.cuda.synchronize(dev)
+    last_print = None
+    while it < st.iters:
+        if st.deadline is not None and time.time() > st.deadline:
+            stopped_early = True
+            break
+        if graph is not None:
+            static_x.copy_(sampler.sample(st.batch))
+            graph.replay()
+            cur = static_loss
+        else:
+            static_x.copy_(sampler.sample(st.batch))
+            opt.zero_grad(set_to_none=True)
+            cur = step()
+        it += 1
+        bar.update(1)
+        if it % st.log_every == 0 or it == st.iters:
+            v = float(cur)
+            log["loss"].append((it, v))
+            bar.set_postfix(loss=f"{v:.5f}")
+            if not math.isfinite(v):
+                raise CompsrtError(f"calibration diverged at iteration {it} (loss {v})")
+    bar.close()
+    _sync(dev)
+    t_end = time.perf_counter()
+    log.update(
+        iters_done=it, iters_requested=st.iters, stopped_early=stopped_early,
+        seconds_dobi=t_dobi, seconds_train=t_end - t_train, seconds_total=t_end - t0,
+        seconds_per_iter=(t_end - t_train) / max(it, 1), n_quantizers=len(quantizers(student)),
+        n_trainable=sum(p.numel() for p in params), device=str(torch.cuda.get_device_name(dev)) if dev.type == "cuda" else platform.processor() or "cpu",
+        torch=str(torch.__version__),
+    )
+    if losses_seen:
+        log["loss_first"] = float(losses_seen[0])
+    student.eval()
+    return student, log
+
+
+@torch.no_grad()
+def eval_distill_loss(teacher, student, x) -> float:
+    tf, sf = [], []
+    t = teacher(x, stage_outputs=tf)
+    s = student(x, stage_outputs=sf)
+    return float(distill_loss(s, t, sf, tf))

@@ -1,0 +1,226 @@
+"""CPU tests of the CompSRT calibration (tiny models and images, a few seconds in all)."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from compsrt.calibration.checkpoint import load_compressed_model, pack, read_checkpoint, save_checkpoint, unpack
+from compsrt.calibration.data import PatchSampler
+from compsrt.calibration.deploy import deploy_sites
+from compsrt.calibration.distill import DistillSettings, calibrate, eval_distill_loss
+from compsrt.calibration.hadamard import hadamard, rotate_last, rotate_tokens
+from compsrt.calibration.qmodel import QLinear, QuantConfig, freeze_model, prune_mask, quantize_model, set_observe
+from compsrt.calibration.quant import FakeQuant, deploy_fq, round_ste
+from compsrt.errors import CompsrtError
+from compsrt.models.swinir import SwinIR, SwinIRConfig
+
+torch.set_num_threads(2)
+
+
+def tiny_fp(seed: int = 0) -> SwinIR:
+    torch.manual_seed(seed)
+    m = SwinIR(SwinIRConfig(scale=2, depths=(2,), num_heads=(6,))).eval()
+    with torch.no_grad():  # larger weights than the init so quantization matters
+        for p in m.parameters():
+            if p.ndim == 2:
+                p.mul_(5)
+    return m
+
+
+def tiny_sampler(seed: int = 0, patch: int = 8) -> PatchSampler:
+    rng = np.random.default_rng(seed)
+    imgs = [(rng.random((12, 12, 3)) * 255).astype(np.uint8) for _ in range(3)]
+    return PatchSampler(imgs, patch, "cpu", seed)
+
+
+def tiny_settings(iters: int) -> DistillSettings:
+    return DistillSettings(iters=iters, batch=2, patch=8, dobi_batch=2, log_every=5)
+
+
+@pytest.mark.parametrize("n", [1, 2, 16, 64, 128])
+def test_hadamard_orthonormal(n):
+    h = hadamard(n, dtype=torch.float64)
+    assert torch.allclose(h @ h.T, torch.eye(n, dtype=torch.float64), atol=1e-12)
+    assert torch.equal(h, h.T)
+    assert torch.allclose(h.abs(), torch.full((n, n), n**-0.5, dtype=torch.float64))
+    with pytest.raises(ValueError):
+        hadamard(60)
+
+
+def test_rotated_matmuls_equal_fp_unquantized():
+    torch.manual_seed(0)
+    for m, out in ((60, 60), (60, 120), (120, 60)):
+        x, w = torch.randn(5, m, dtype=torch.float64), torch.randn(out, m, dtype=torch.float64)
+        assert torch.allclose(rotate_last(x) @ rotate_last(w).T, x @ w.T, atol=1e-10)
+    q, k = torch.randn(2, 6, 64, 10, dtype=torch.float64), torch.randn(2, 6, 64, 10, dtype=torch.float64)
+    assert torch.allclose(rotate_last(q) @ rotate_last(k).transpose(-2, -1), q @ k.transpose(-2, -1), atol=1e-10)
+    p = torch.softmax(torch.randn(2, 6, 64, 64, dtype=torch.float64), -1)
+    v = torch.randn(2, 6, 64, 10, dtype=torch.float64)
+    assert torch.allclose(rotate_last(p) @ rotate_tokens(v), p @ v, atol=1e-10)
+
+
+def test_deploy_model_unquantized_path_equals_fp():
+    """Observe mode (FP pass-through) returns the FP output exactly; quantized 4-bit stays close."""
+    fp = tiny_fp()
+    q = quantize_model(copy.deepcopy(fp), QuantConfig(4, "deploy"))
+    x = torch.rand(1, 3, 8, 8)
+    set_observe(q, True)
+    with torch.no_grad():
+        assert torch.equal(q(x), fp(x))
+    set_observe(q, False)
+
+
+def test_codes_stay_in_range():
+    fp = tiny_fp()
+    for bits in (2, 3, 4):
+        q = quantize_model(copy.deepcopy(fp), QuantConfig(bits, "deploy", "0.4"))
+        set_observe(q, True)
+        with torch.no_grad():
+            q(torch.rand(1, 3, 8, 8))
+        set_observe(q, False)
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        for s in deploy_sites(q):
+            if s["kind"] == "linear":
+                c = s["weight_codes"]
+                assert c.dtype == torch.int8 and int(c.min()) >= lo and int(c.max()) <= hi
+                assert (c[~s["mask"]] == 0).all()
+                assert (s["qmin"], s["qmax"]) == (lo, hi)
+        fq = next(m for m in q.modules() if isinstance(m, QLinear)).aq
+        codes = fq.codes(torch.randn(1000) * 100)
+        assert codes.min() >= lo and codes.max() <= hi and torch.equal(codes, codes.round())
+
+
+def test_deploy_linear_matches_explicit_qdq_contract():
+    """The module output equals the export formula built only from deploy_sites tensors, bit for bit."""
+    fp = tiny_fp()
+    q = quantize_model(copy.deepcopy(fp), QuantConfig(3, "deploy", "2:4"))
+    x = torch.rand(1, 3, 8, 8)
+    set_observe(q, True)
+    with torch.no_grad():
+        q(x)
+    set_observe(q, False)
+    freeze_model(q)
+    site = next(s for s in deploy_sites(q) if s["role"] == "fc2")
+    mod = q.get_submodule(site["name"])
+    t = torch.randn(4, 64, site["in_features"])
+    xt = F.pad(t, (0, site["padded"] - site["in_features"])) @ hadamard(site["padded"])
+    codes = torch.clamp(torch.round((xt - site["act_shift"]) / site["act_scale"]), site["qmin"], site["qmax"])
+    w = site["weight_codes"].float() * site["weight_scale"][:, None]
+    y = F.linear(codes * site["act_scale"], w, site["bias_folded"])
+    with torch.no_grad():
+        assert torch.equal(mod(t), y)
+    m = site["mask"].reshape(site["out_features"], -1, 4)
+    assert (m.sum(-1) == 2).all()  # 2:4 along K
+
+
+def test_ste_gradients():
+    x = torch.tensor([0.2, 0.7, 1.49, -3.0], requires_grad=True)
+    round_ste(x).sum().backward()
+    assert torch.equal(x.grad, torch.ones(4))
+    t = torch.tensor([-100.0, -0.3, 0.2, 100.0], requires_grad=True)
+    s = torch.tensor(0.25, requires_grad=True)
+    deploy_fq(t, s, torch.tensor(0.0), -2, 1).sum().backward()
+    assert torch.equal(t.grad, torch.tensor([0.0, 1.0, 1.0, 0.0]))  # clamp passes gradient inside only
+    assert s.grad is not None and s.grad != 0
+    for kind in ("paper", "asym", "sym"):
+        fq = FakeQuant(2, kind)
+        fq.dobi_(torch.randn(4096))
+        fq(torch.randn(256) * 2).square().sum().backward()
+        # paper: the zero-point z = l + beta cancels under the STE inside [l, u] (beta's gradient is 0 there)
+        for name in ("l", "u", "alpha") + (("beta",) if kind == "asym" else ()):
+            g = getattr(fq, name).grad
+            assert g is not None and torch.isfinite(g).all() and g.abs().sum() > 0, (kind, name)
+
+
+def test_dobi_beats_minmax():
+    torch.manual_seed(0)
+    t = torch.cat([torch.randn(20000), torch.tensor([40.0, -35.0])])  # heavy outliers
+    for kind in ("paper", "asym", "sym"):
+        a, b = FakeQuant(3, kind), FakeQuant(3, kind)
+        a.dobi_(t)
+        b.minmax_(t)
+        with torch.no_grad():
+            ea = (a(t) + a.shift() - t).square().sum() if kind != "paper" else (a(t) - t).square().sum()
+            eb = (b(t) + b.shift() - t).square().sum() if kind != "paper" else (b(t) - t).square().sum()
+        assert ea < 0.5 * eb, (kind, float(ea), float(eb))
+    w = torch.randn(8, 64)
+    w[0, 0] = 30
+    pc = FakeQuant(2, "sym", channels=8)
+    pc.dobi_(w)
+    assert pc.l.shape == (8, 1) and (pc.u > 0).all()
+
+
+def test_prune_masks():
+    w = torch.randn(60, 64)
+    m = prune_mask(w, "0.4")
+    assert int((~m).sum()) == round(0.4 * w.numel())
+    assert w.abs()[~m].max() <= w.abs()[m].min()
+    m24 = prune_mask(w, "2:4")
+    assert (m24.reshape(60, 16, 4).sum(-1) == 2).all()
+
+
+@pytest.mark.parametrize("mode", ["deploy", "paper"])
+def test_short_calibration_lowers_distillation_loss(mode):
+    fp = tiny_fp()
+    cfg = QuantConfig(2, mode)
+    x = tiny_sampler(seed=7).sample(4)
+    before, _ = calibrate(fp, cfg, tiny_sampler(), tiny_settings(0), progress=False)
+    after, log = calibrate(fp, cfg, tiny_sampler(), tiny_settings(20), progress=False)
+    lb, la = eval_distill_loss(fp, before, x), eval_distill_loss(fp, after, x)
+    assert log["iters_done"] == 20
+    assert la < lb, (lb, la)
+
+
+@pytest.mark.parametrize("cfg", [QuantConfig(2, "deploy", "2:4"), QuantConfig(3, "paper", "0.4"), QuantConfig(4, "deploy")])
+def test_packed_checkpoint_roundtrip_bit_exact(tmp_path, cfg):
+    fp = tiny_fp()
+    student, log = calibrate(fp, cfg, tiny_sampler(), tiny_settings(2), progress=False)
+    ckpt = save_checkpoint(student, {"scale": 2, "log": log}, tmp_path / "c.pt")
+    meta, tensors = read_checkpoint(ckpt)
+    stats = pack(meta, tensors, tmp_path / "c.csrt")
+    meta2, tensors2 = unpack(tmp_path / "c.csrt")
+    assert meta2 == meta and list(tensors2) == list(tensors)
+    for k, v in tensors.items():
+        assert tensors2[k].dtype == v.dtype and torch.equal(tensors2[k], v), k
+    assert stats["file_bytes"] == (tmp_path / "c.csrt").stat().st_size
+    assert stats["bits_per_param"] < 32
+    m1, _ = load_compressed_model(ckpt)
+    m2, _ = load_compressed_model(tmp_path / "c.csrt")
+    x = torch.rand(1, 3, 8, 16)
+    with torch.no_grad():
+        y = student(x)
+        assert torch.equal(m1(x), y) and torch.equal(m2(x), y)
+
+
+def test_config_and_cli_errors(tmp_path):
+    with pytest.raises(CompsrtError):
+        QuantConfig(5, "deploy")
+    with pytest.raises(CompsrtError):
+        QuantConfig(4, "paper", "2:4")
+    with pytest.raises(CompsrtError):
+        QuantConfig(4, "deploy", "1.5")
+    from compsrt.calibration import cli
+
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["calibrate", "--scale", "4", "--bits", "8", "--out", str(tmp_path / "x.pt")])
+    with pytest.raises(CompsrtError):
+        args.func(args)
+    args = parser.parse_args(["pack", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x.csrt")])
+    with pytest.raises(CompsrtError):
+        args.func(args)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_calibration_runs():
+    fp = tiny_fp()
+    imgs = [(np.random.default_rng(0).random((12, 12, 3)) * 255).astype(np.uint8)]
+    s = PatchSampler(imgs, 8, "cuda", 0)
+    st, log = calibrate(fp, QuantConfig(4, "deploy"), s, tiny_settings(10), progress=False)
+    assert log["iters_done"] == 10 and log["graph"], log
