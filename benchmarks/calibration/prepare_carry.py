@@ -30,8 +30,9 @@ def main() -> None:
 
     load_training_lr(args.scale, shared)
     src = lr_cache(args.scale)
-    if carry.exists():
-        shutil.rmtree(carry)
+    for mine in (carry / "cache" / "train_lr", carry / "data"):  # only this script's folders
+        if mine.exists():
+            shutil.rmtree(mine)
     dst = carry / "cache" / "train_lr" / f"x{args.scale}"
     for sub in sorted(src.iterdir()):
         files = sorted(sub.glob("*.png"))

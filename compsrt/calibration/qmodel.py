@@ -234,6 +234,8 @@ def quantize_model(model: nn.Module, cfg: QuantConfig, init_weights: bool = True
         fq.u.requires_grad_(True)
         fq.alpha.requires_grad_(True)
         fq.beta.requires_grad_(fq.kind != "sym")
+    dev = next(iter(model.parameters())).device
+    model.to(dev)  # the new quantizer tensors live where the model does
     if init_weights:
         for m in model.modules():
             if isinstance(m, QLinear):
