@@ -136,6 +136,9 @@ def pack(meta: dict, tensors: dict[str, torch.Tensor], out: str | os.PathLike) -
             data = _pack_bits(kept - lo, width)
             entry.update(enc="bits", width=width, low=lo, masked=pruned, count=int(kept.size))
             payload_codes_bits += len(data) * 8
+        elif name.endswith(".mask") and bool(t.all()):
+            data = b""  # nothing pruned: no mask is stored
+            entry.update(enc="ones")
         elif name.endswith(".mask"):
             data = np.packbits(t.numpy().reshape(-1).astype(np.uint8), bitorder="little").tobytes()
             entry.update(enc="bits1")
@@ -193,6 +196,8 @@ def unpack(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
             dt = np.dtype(_NP[e["dtype"]]).newbyteorder("<")
             arr = np.frombuffer(buf, dtype=dt).astype(dt.newbyteorder("="), copy=True).reshape(shape)
             tensors[e["name"]] = torch.from_numpy(arr)
+        elif e["enc"] == "ones":
+            tensors[e["name"]] = torch.ones(shape, dtype=torch.bool)
         elif e["enc"] == "bits1":
             bits = np.unpackbits(np.frombuffer(buf, dtype=np.uint8), bitorder="little")[:n]
             tensors[e["name"]] = torch.from_numpy(bits.astype(bool).reshape(shape))
