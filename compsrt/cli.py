@@ -26,6 +26,20 @@ def _add_weights_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device for the model (cpu, cuda, cuda:1, ...)")
 
 
+def _eval_model(args: argparse.Namespace):
+    """The FP model, or the fake-quant model of a compressed checkpoint (``--quant``), and its name."""
+    if args.quant is None:
+        from .models.weights import load_swinir
+
+        return load_swinir(args.scale, args.weights, sha256=args.weights_sha256), f"swinir-light-x{args.scale}"
+    from .calibration.checkpoint import load_compressed_model
+
+    model, _ = load_compressed_model(args.quant)
+    if model.config.scale != args.scale:
+        raise CompsrtError(f"{args.quant} is a x{model.config.scale} checkpoint; pass --scale {model.config.scale}")
+    return model, f"{args.quant.name} ({model.quant_config.tag})"
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation.benchmark import bicubic_upscaler, evaluate_dataset
     from .paths import benchmarks_dir
@@ -35,10 +49,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         upscale, name = bicubic_upscaler(args.scale), "bicubic"
     else:
         from .models.inference import upscale_array
-        from .models.weights import load_swinir
 
-        model = load_swinir(args.scale, args.weights, sha256=args.weights_sha256).to(args.device)
-        upscale, name = (lambda lr: upscale_array(model, lr, args.device)), f"swinir-light-x{args.scale}"
+        model, name = _eval_model(args)
+        model = model.to(args.device)
+        upscale = lambda lr: upscale_array(model, lr, args.device)  # noqa: E731
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     rows = []
     for dataset in datasets:
@@ -62,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--datasets", default=DEFAULT_DATASETS, help=f"comma-separated (default {DEFAULT_DATASETS})")
     p.add_argument("--data-root", type=Path, help="folder holding the benchmark sets (default $COMPSRT_BENCHMARKS)")
     p.add_argument("--bicubic", action="store_true", help="score MATLAB bicubic upscaling instead of the model")
+    p.add_argument("--quant", type=Path, metavar="CKPT", help="score a compressed checkpoint (.pt or .csrt)")
     p.add_argument("--json", action="store_true", help="print one JSON object per dataset")
     p.set_defaults(func=cmd_eval)
 

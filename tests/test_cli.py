@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from compsrt.cli import main
@@ -74,3 +75,25 @@ def test_console_script_help(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--help"])
     assert exc.value.code == 0 and "upscale" in capsys.readouterr().out
+
+
+def test_eval_quant_checkpoint_scores_like_its_torch_model(shared_data, tmp_path, capsys):
+    """`eval --quant` runs the compressed model itself: its score equals scoring that model directly."""
+    from compsrt.calibration.checkpoint import load_compressed_model, save_checkpoint
+    from compsrt.calibration.qmodel import QuantConfig, freeze_model, quantize_model
+    from compsrt.evaluation.benchmark import evaluate_dataset
+    from compsrt.models.inference import upscale_array
+    from compsrt.models.swinir import SwinIR, SwinIRConfig
+
+    torch.manual_seed(0)
+    fp = SwinIR(SwinIRConfig(scale=4, depths=(2,), num_heads=(6,))).eval()
+    student = quantize_model(fp, QuantConfig(4, "deploy"))
+    freeze_model(student)
+    ckpt = save_checkpoint(student, {"scale": 4}, tmp_path / "q.pt")
+    assert main(["eval", "--quant", str(ckpt), "--scale", "4", "--datasets", "Set5", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out.strip())
+    model, _ = load_compressed_model(ckpt)
+    ref = evaluate_dataset(shared_data / "benchmarks", "Set5", 4, lambda x: upscale_array(model, x), "ref", False)
+    assert row["psnr"] == pytest.approx(ref.psnr, abs=1e-9) and "deploy_w4a4" in row["model"]
+    assert main(["eval", "--quant", str(ckpt), "--scale", "2", "--datasets", "Set5"]) == 2
+    assert "pass --scale 4" in capsys.readouterr().err
