@@ -161,7 +161,7 @@ def test_set5_tiled_vs_whole_small(shared_data):
     from compsrt.evaluation.benchmark import evaluate_dataset
 
     torch.manual_seed(0)
-    b = TorchBackend(SwinIR(SwinIRConfig(scale=4, depths=(2,), num_heads=(6,))).eval())
+    b = TorchBackend(SwinIR(SwinIRConfig(scale=4, embed_dim=24, depths=(2,), num_heads=(3,))).eval())
     root = shared_data / "benchmarks"
     w = evaluate_dataset(root, "Set5", 4, TiledUpscaler(b, tile=0).upscale_array, "whole", progress=False)
     t = evaluate_dataset(root, "Set5", 4, TiledUpscaler(b, tile=TILE, overlap=16, batch=8).upscale_array, "t", progress=False)

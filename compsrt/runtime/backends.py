@@ -85,6 +85,7 @@ class TorchBackend(Backend):
         self.dtype = dtype
         self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
         self.compiled = compile
+        self._seen: set[tuple] = set()
         self.fn = torch.compile(self.model, dynamic=False) if compile else self.model
         self.label = label or f"torch-{dtype}{'-compiled' if compile else ''}"
         self.window = int(getattr(model, "window_size", 8))
@@ -95,10 +96,16 @@ class TorchBackend(Backend):
     def _forward(self, xd):
         torch = self.torch
         with torch.inference_mode():
+            fn = self.fn
+            if self.compiled and tuple(xd.shape) not in self._seen:
+                # One eager pass per new shape first: it builds the shifted-window masks (CPU ops,
+                # cached per size) outside the compiled graph, which then sees them as constants.
+                self._seen.add(tuple(xd.shape))
+                fn = self.model
             if self.autocast_dtype is None:
-                return self.fn(xd)
+                return fn(xd)
             with torch.autocast(self.device.type, dtype=self.autocast_dtype):
-                return self.fn(xd)
+                return fn(xd)
 
     def infer(self, x: np.ndarray, timer: StageTimer) -> np.ndarray:
         torch = self.torch

@@ -74,6 +74,7 @@ def main(argv=None) -> int:
             skipped.append(f"{label} {size[0]}x{size[1]}: {exc.__class__.__name__}: {exc}")
             traceback.print_exc()
         atomic_write_text(args.out / "profiles.json", json.dumps({"profiles": results, "skipped": skipped}, indent=1))
+    atomic_write_text(args.out / "profiles.json", json.dumps({"profiles": results, "skipped": skipped}, indent=1))
     if results:
         prof.plot(results, args.out / "profiles.png", title=results[0]["machine"].get("gpu") or results[0]["machine"].get("cpu"))
     print(f"skipped: {skipped}" if skipped else "all configurations ran", flush=True)

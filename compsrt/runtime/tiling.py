@@ -165,6 +165,13 @@ class Stitcher:
     def add(self, origin: tuple[int, int], out: np.ndarray) -> None:
         y, x = origin
         s = self.scale
+        if self.grid.count == 1:  # one tile: no blending, straight to the result
+            hwc = out[:, : self.out_h, : self.out_w].transpose(1, 2, 0)
+            self.result_u8[...] = np.round(np.clip(hwc, 0.0, 1.0) * 255.0)
+            if self.result_f32 is not None:
+                self.result_f32[...] = hwc
+            self._pending[y] -= 1
+            return
         a, b = y * s, (y + self.grid.tile_h) * s
         self._grow(b)
         w = self._wy[y][:, None] * self._wx[x][None, :]
