@@ -353,3 +353,16 @@ def test_cli_lists_runtime_commands(capsys):
     out = capsys.readouterr().out
     for cmd in ("upscale", "build", "profile", "selftest", "pipeline"):
         assert cmd in out
+
+
+def test_selftest_on_this_machine(capsys):
+    """The device check runs everywhere: here it builds both engines and skips execution without a GPU."""
+    _trt_or_skip()
+    rc = main(["selftest", "--tile", "16"])
+    out = capsys.readouterr().out
+    assert "[PASS] ONNX Runtime" in out and "[PASS] engine build (small SwinIR)" in out
+    assert "[PASS] engine build (HadamardTransform plugin)" in out
+    if _has_cuda():
+        assert "TensorRT vs ONNX Runtime" in out
+    else:
+        assert rc == 0 and "[SKIP] engine execution" in out

@@ -132,8 +132,8 @@ def _run(rep: Report, folder: Path, tile: int, scale: int, plugins: str) -> int:
     try:
         r = build_engine(onnx_path, plan, plugins="none")
         rep.add("PASS", "engine build (small SwinIR)", f"{r.sidecar['engine_bytes']:,} bytes in {r.seconds:.1f} s")
-    except CompsrtError as exc:
-        rep.add("FAIL", "engine build (small SwinIR)", str(exc))
+    except Exception as exc:
+        rep.add("FAIL", "engine build (small SwinIR)", f"{exc.__class__.__name__}: {exc}")
         return _finish(rep)
     had_onnx, had_plan = folder / "hadamard.onnx", folder / "hadamard.plan"
     hadamard_onnx(had_onnx)
@@ -142,8 +142,8 @@ def _run(rep: Report, folder: Path, tile: int, scale: int, plugins: str) -> int:
         build_engine(had_onnx, had_plan, plugins=plugins)
         rep.add("PASS", "engine build (HadamardTransform plugin)", f"plugins={plugins}")
         had_ok = True
-    except CompsrtError as exc:
-        rep.add("FAIL", "engine build (HadamardTransform plugin)", str(exc))
+    except Exception as exc:
+        rep.add("FAIL", "engine build (HadamardTransform plugin)", f"{exc.__class__.__name__}: {exc}")
     # -- engine execution
     if layer is None:
         rep.add("SKIP", "engine execution", "no usable CUDA device here; run `compsrt selftest` on the Jetson/desktop GPU")
@@ -157,13 +157,13 @@ def _run(rep: Report, folder: Path, tile: int, scale: int, plugins: str) -> int:
         rep.add("PASS" if ok else "FAIL", "TensorRT vs ONNX Runtime",
                 f"max |diff| {d.max():.2e}, mean {d.mean():.2e} (limits {TOL_MAX:g}/{TOL_MEAN:g}); {ms:.2f} ms per batch")
         tb.close()
-    except CompsrtError as exc:
-        rep.add("FAIL", "TensorRT vs ONNX Runtime", str(exc))
+    except Exception as exc:  # TensorRT / CUDA raise their own types; report, do not crash
+        rep.add("FAIL", "TensorRT vs ONNX Runtime", f"{exc.__class__.__name__}: {exc}")
     if had_ok:
         try:
             _run_hadamard(rep, had_plan)
-        except CompsrtError as exc:
-            rep.add("FAIL", "HadamardTransform plugin", str(exc))
+        except Exception as exc:
+            rep.add("FAIL", "HadamardTransform plugin", f"{exc.__class__.__name__}: {exc}")
     return _finish(rep)
 
 
