@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -224,3 +225,26 @@ def test_cuda_graph_calibration_runs():
     s = PatchSampler(imgs, 8, "cuda", 0)
     st, log = calibrate(fp, QuantConfig(4, "deploy"), s, tiny_settings(10), progress=False)
     assert log["iters_done"] == 10 and log["graph"], log
+
+
+def test_dqc_step_relative_lr_avoids_weight_step_collapse():
+    """Regression for the GPU W4A4 run where DQC raised the loss (docs/calibration.md, "DQC diagnosis").
+
+    With unscaled weights the 4-bit per-channel weight steps are ~0.006, below Adam's first update of
+    lr = 1e-2: the authors' absolute lr drives most of them to the S_MIN clamp, where their gradient is
+    zero for good, and the loss rises; the step-relative update (deploy default) lowers it.
+    """
+    torch.manual_seed(0)
+    fp = SwinIR(SwinIRConfig(scale=2, depths=(2,), num_heads=(6,))).eval()
+    cfg = QuantConfig(4, "deploy")
+    x = tiny_sampler(seed=7).sample(4)
+    before, _ = calibrate(fp, cfg, tiny_sampler(), tiny_settings(0), progress=False)
+    lb = eval_distill_loss(fp, before, x)
+    absolute, log_a = calibrate(fp, cfg, tiny_sampler(), replace(tiny_settings(10), lr_mode="absolute"), progress=False)
+    assert log_a["lr_mode"] == "absolute" and log_a["collapsed_steps"] > 0
+    assert eval_distill_loss(fp, absolute, x) > lb  # the failure this test guards against
+    after, log = calibrate(fp, cfg, tiny_sampler(), tiny_settings(10), progress=False)
+    assert log["lr_mode"] == "step" and log["collapsed_steps"] == 0
+    assert eval_distill_loss(fp, after, x) < lb
+    with pytest.raises(CompsrtError):
+        calibrate(fp, cfg, tiny_sampler(), replace(tiny_settings(1), lr_mode="bogus"), progress=False)

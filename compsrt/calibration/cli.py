@@ -22,6 +22,9 @@ def register(subparsers) -> None:
     p.add_argument("--weights", default=None, help="FP weights (.pth); default: the data folder's stand-in")
     p.add_argument("--data", default=None, help="data root holding train/ and calib/ (default: $COMPSRT_DATA)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
+    p.add_argument("--lr-mode", default="auto", choices=("auto", "absolute", "step"),
+                   help="DQC update size: absolute (the authors' lr), step (lr relative to each quantizer's DOBI step); "
+                        "auto = step in deploy mode, absolute in paper mode")
     p.add_argument("--no-cuda-graph", action="store_true", help="run the training step eagerly on CUDA")
     p.add_argument("--pack", default=None, metavar="CSRT", help="also write the packed storage file")
     p.add_argument("--out", required=True, help="output checkpoint (.pt)")
@@ -42,7 +45,8 @@ def _calibrate(args) -> int:
     if args.bits not in (2, 3, 4):
         raise CompsrtError(f"--bits must be 2, 3 or 4, got {args.bits}")
     cfg = QuantConfig(bits=args.bits, mode=args.mode, prune=args.prune)
-    st = DistillSettings(iters=args.iters, batch=args.batch, seed=args.seed, cuda_graph=not args.no_cuda_graph)
+    st = DistillSettings(iters=args.iters, batch=args.batch, seed=args.seed, cuda_graph=not args.no_cuda_graph,
+                           lr_mode=args.lr_mode)
     meta = compress(args.scale, cfg, args.out, st, weights=args.weights, data=args.data, device=args.device)
     log = meta["log"]
     print(f"wrote {args.out}: {cfg.tag} x{args.scale}, {log['iters_done']} iterations, "

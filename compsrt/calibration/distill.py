@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from ..errors import CompsrtError
 from .data import PatchSampler
 from .qmodel import QuantConfig, quantize_model, quantizers, set_observe, trainable_params
+from .quant import S_MIN
 
 FEAT_WEIGHT = 5.0
 
@@ -43,6 +44,14 @@ class DistillSettings:
     tf32: bool = True
     log_every: int = 50
     deadline: float | None = None  # time.time() after which the loop stops early (recorded in meta)
+    # "absolute": the authors' recipe, Adam moves every l, u, alpha, beta by ~lr per step whatever the
+    # quantizer's step size; "step": each quantizer's Adam update is multiplied by its step size after
+    # DOBI (per channel for per-channel weights), i.e. Adam on l/s0, u/s0, alpha/s0, beta/s0, so lr is a
+    # fraction of the step per iteration; "auto": "step" in deploy mode, "absolute" in paper mode.
+    # See docs/calibration.md, "DQC diagnosis": with "absolute", lr 1e-2 and 4-bit per-channel weight
+    # steps of ~0.004-0.02, the first Adam step drives most weight steps below zero (clamped at S_MIN),
+    # where their gradient is zero for good: the channel's weights are quantized to ~0.
+    lr_mode: str = "auto"
 
 
 def _normalized(f: torch.Tensor) -> torch.Tensor:
@@ -65,6 +74,35 @@ def dobi_init(student: nn.Module, x: torch.Tensor) -> None:
         student(x)
     finally:
         set_observe(student, False)
+
+
+LR_MODES = ("auto", "absolute", "step")
+
+
+def resolve_lr_mode(lr_mode: str, cfg: QuantConfig) -> str:
+    if lr_mode not in LR_MODES:
+        raise CompsrtError(f"lr_mode must be one of {LR_MODES}, got {lr_mode!r}")
+    if lr_mode == "auto":
+        return "step" if cfg.mode == "deploy" else "absolute"
+    return lr_mode
+
+
+@torch.no_grad()
+def update_scales(student: nn.Module) -> list[torch.Tensor]:
+    """Per trainable tensor (order of :func:`trainable_params`), the quantizer's current step, shaped like it."""
+    out = []
+    for fq in quantizers(student):
+        s0 = fq.step().detach().clone()
+        for p in (fq.l, fq.u, fq.alpha, fq.beta):
+            if p.requires_grad:
+                out.append(s0.expand_as(p).clone())
+    return out
+
+
+@torch.no_grad()
+def collapsed_steps(student: nn.Module) -> int:
+    """Number of quantizer steps (per channel for per-channel weights) sitting at the S_MIN clamp."""
+    return sum(int((fq.step() <= 2 * S_MIN).sum()) for fq in quantizers(student))
 
 
 def build_student(fp: nn.Module, cfg: QuantConfig) -> nn.Module:
@@ -93,6 +131,7 @@ def _sync(dev):
 
 def _calibrate(fp, cfg, sampler, st: DistillSettings, progress):
     dev = sampler.device
+    lr_mode = resolve_lr_mode(st.lr_mode, cfg)
     t0 = time.perf_counter()
     teacher = fp.to(dev).eval()
     for p in teacher.parameters():
@@ -103,6 +142,9 @@ def _calibrate(fp, cfg, sampler, st: DistillSettings, progress):
     _sync(dev)
     t_dobi = time.perf_counter() - t0
     params = trainable_params(student)
+    scales = update_scales(student) if lr_mode == "step" else None
+    if scales is not None and len(scales) != len(params):
+        raise CompsrtError("internal: update scales do not match the trainable tensors")
     use_graph = st.cuda_graph and dev.type == "cuda" and st.iters > 0
     opt = torch.optim.Adam(params, lr=st.lr, betas=st.betas, capturable=use_graph)
     static_x = torch.empty(st.batch, 3, st.patch, st.patch, device=dev)
@@ -116,7 +158,18 @@ def _calibrate(fp, cfg, sampler, st: DistillSettings, progress):
         loss = distill_loss(s_out, t_out, s_feats, t_feats)
         loss.backward()
         torch.nn.utils.clip_grad_value_(params, st.clip)
-        opt.step()
+        if scales is None:
+            opt.step()
+        else:  # Adam on p / s0: the update Adam computes is taken in units of the DOBI step
+            with torch.no_grad():
+                prev = [p.detach().clone() for p in params]
+            opt.step()
+            with torch.no_grad():
+                delta = torch._foreach_sub([p.detach() for p in params], prev)
+                torch._foreach_mul_(delta, scales)
+                torch._foreach_add_(prev, delta)
+                for p, v in zip(params, prev):
+                    p.copy_(v)
         return loss.detach()
 
     log = {"loss": [], "graph": False}
@@ -181,6 +234,7 @@ def _calibrate(fp, cfg, sampler, st: DistillSettings, progress):
         iters_done=it, iters_requested=st.iters, stopped_early=stopped_early,
         seconds_dobi=t_dobi, seconds_train=t_end - t_train, seconds_total=t_end - t0,
         seconds_per_iter=(t_end - t_train) / max(it, 1), n_quantizers=len(quantizers(student)),
+        lr_mode=lr_mode, collapsed_steps=collapsed_steps(student),
         n_trainable=sum(p.numel() for p in params), device=str(torch.cuda.get_device_name(dev)) if dev.type == "cuda" else platform.processor() or "cpu",
         torch=str(torch.__version__),
     )
