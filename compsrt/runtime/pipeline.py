@@ -1,7 +1,8 @@
 """``compsrt pipeline``: the whole job on the embedded default, in a few minutes on a CPU.
 
 1. a short CompSRT calibration (4-bit deploy mode) of the stand-in SwinIR-light weights on a few
-   training images (2 patches of 16x16 per step, a wall-clock budget for the iterations);
+   training images (2 patches of 16x16 per step, a wall-clock budget for the whole calibration; the DOBI range search always completes, the
+   distillation iterations stop at the budget);
 2. export of the compressed checkpoint to ONNX (Hadamard as MatMul for ONNX Runtime; a plugin
    variant too when TensorRT is importable);
 3. ONNX Runtime inference on the bundled sample image (tiled), written to ``OUT/``;
