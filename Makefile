@@ -15,11 +15,19 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/compsrt upscale compsrt/assets/sample.png outputs/sample_x4.png --scale 4
-	$(VENV)/bin/compsrt eval --scale 4 --datasets Set5
+	$(VENV)/bin/compsrt pipeline --out outputs/pipeline
 
 test: $(STAMP)
 	$(PY) -m pytest -q
 
 clean:
 	rm -rf $(VENV) outputs
+
+# Docker images and on-device runs (need a Docker engine and an NVIDIA GPU; see docs/deploy.md).
+.PHONY: docker-desktop docker-jetson docker-engine
+docker-desktop:
+	docker/run.sh build-desktop
+docker-jetson:
+	docker/run.sh build-jetson
+docker-engine:
+	docker/run.sh engine --onnx $(ONNX)
