@@ -59,6 +59,10 @@ def register(subparsers) -> None:
     p.add_argument("--tile", type=int, nargs=2, metavar=("H", "W"), default=(64, 64))
     p.add_argument("--dataset", default="Set5")
     p.add_argument("--data-root", type=Path, help="benchmarks folder (default $COMPSRT_BENCHMARKS)")
+    p.add_argument("--no-floor", action="store_true",
+                   help="skip the PyTorch batch-8 vs batch-1 run (the simulation's own float noise floor)")
+    p.add_argument("--no-site-check", action="store_true",
+                   help="skip the site-by-site check (first tile, PyTorch forced to ONNX Runtime's codes)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_parity)
 
@@ -101,6 +105,7 @@ def cmd_check(args) -> int:
 def cmd_parity(args) -> int:
     from .parity import format_parity, run_parity
 
-    res = run_parity(args.checkpoint, tuple(args.tile), args.dataset, args.data_root, onnx_path=args.onnx)
+    res = run_parity(args.checkpoint, tuple(args.tile), args.dataset, args.data_root, onnx_path=args.onnx,
+                     floor=not args.no_floor, site_check=not args.no_site_check)
     print(json.dumps(res, indent=1) if args.json else format_parity(res))
     return 0
