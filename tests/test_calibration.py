@@ -240,10 +240,10 @@ def test_dqc_step_relative_lr_avoids_weight_step_collapse():
     x = tiny_sampler(seed=7).sample(4)
     before, _ = calibrate(fp, cfg, tiny_sampler(), tiny_settings(0), progress=False)
     lb = eval_distill_loss(fp, before, x)
-    absolute, log_a = calibrate(fp, cfg, tiny_sampler(), replace(tiny_settings(10), lr_mode="absolute"), progress=False)
+    absolute, log_a = calibrate(fp, cfg, tiny_sampler(), replace(tiny_settings(6), lr_mode="absolute"), progress=False)
     assert log_a["lr_mode"] == "absolute" and log_a["collapsed_steps"] > 0
     assert eval_distill_loss(fp, absolute, x) > lb  # the failure this test guards against
-    after, log = calibrate(fp, cfg, tiny_sampler(), tiny_settings(10), progress=False)
+    after, log = calibrate(fp, cfg, tiny_sampler(), tiny_settings(6), progress=False)
     assert log["lr_mode"] == "step" and log["collapsed_steps"] == 0
     assert eval_distill_loss(fp, after, x) < lb
     with pytest.raises(CompsrtError):
