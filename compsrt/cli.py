@@ -48,11 +48,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.bicubic:
         upscale, name = bicubic_upscaler(args.scale), "bicubic"
     else:
-        from .models.inference import upscale_array
+        from .runtime.backends import TorchBackend
+        from .runtime.upscaler import TiledUpscaler
 
         model, name = _eval_model(args)
-        model = model.to(args.device)
-        upscale = lambda lr: upscale_array(model, lr, args.device)  # noqa: E731
+        upscale = TiledUpscaler(TorchBackend(model, args.device), tile=0).upscale_array  # whole images
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     rows = []
     for dataset in datasets:

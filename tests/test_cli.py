@@ -82,7 +82,8 @@ def test_eval_quant_checkpoint_scores_like_its_torch_model(shared_data, tmp_path
     from compsrt.calibration.checkpoint import load_compressed_model, save_checkpoint
     from compsrt.calibration.qmodel import QuantConfig, freeze_model, quantize_model
     from compsrt.evaluation.benchmark import evaluate_dataset
-    from compsrt.models.inference import upscale_array
+    from compsrt.runtime.backends import TorchBackend
+    from compsrt.runtime.upscaler import TiledUpscaler
     from compsrt.models.swinir import SwinIR, SwinIRConfig
 
     torch.manual_seed(0)
@@ -93,7 +94,8 @@ def test_eval_quant_checkpoint_scores_like_its_torch_model(shared_data, tmp_path
     assert main(["eval", "--quant", str(ckpt), "--scale", "4", "--datasets", "Set5", "--json"]) == 0
     row = json.loads(capsys.readouterr().out.strip())
     model, _ = load_compressed_model(ckpt)
-    ref = evaluate_dataset(shared_data / "benchmarks", "Set5", 4, lambda x: upscale_array(model, x), "ref", False)
+    whole = TiledUpscaler(TorchBackend(model), tile=0).upscale_array
+    ref = evaluate_dataset(shared_data / "benchmarks", "Set5", 4, whole, "ref", False)
     assert row["psnr"] == pytest.approx(ref.psnr, abs=1e-9) and "deploy_w4a4" in row["model"]
     assert main(["eval", "--quant", str(ckpt), "--scale", "2", "--datasets", "Set5"]) == 2
     assert "pass --scale 4" in capsys.readouterr().err

@@ -38,7 +38,8 @@ def worker(args) -> None:
     from compsrt.calibration.pipeline import compress
     from compsrt.calibration.qmodel import QuantConfig
     from compsrt.evaluation.benchmark import evaluate_dataset
-    from compsrt.models.inference import upscale_array
+    from compsrt.runtime.backends import TorchBackend
+    from compsrt.runtime.upscaler import TiledUpscaler
     from compsrt.paths import benchmarks_dir
 
     mode, bits, prune = parse(args.worker)
@@ -63,7 +64,7 @@ def worker(args) -> None:
     torch.backends.cudnn.allow_tf32 = False
     res["eval"] = {}
     for ds in args.datasets.split(","):
-        sc = evaluate_dataset(benchmarks_dir(), ds, args.scale, lambda lr: upscale_array(model, lr, args.device), tag, progress=False)
+        sc = evaluate_dataset(benchmarks_dir(), ds, args.scale, TiledUpscaler(TorchBackend(model, args.device), tile=0).upscale_array, tag, progress=False)
         res["eval"][ds] = sc.summary()
         (out / f"{tag}.json").write_text(json.dumps(res, indent=1))
     ckpt.unlink()  # the packed file holds the same model bit-exactly and is smaller
@@ -75,7 +76,8 @@ def fp_eval(args) -> None:
     import torch
 
     from compsrt.evaluation.benchmark import evaluate_dataset
-    from compsrt.models.inference import upscale_array
+    from compsrt.runtime.backends import TorchBackend
+    from compsrt.runtime.upscaler import TiledUpscaler
     from compsrt.models.weights import load_swinir
     from compsrt.paths import benchmarks_dir
 
@@ -84,7 +86,7 @@ def fp_eval(args) -> None:
     model = load_swinir(args.scale).to(args.device)
     res = {"scale": args.scale, "tag": f"x{args.scale}_fp32", "eval": {}}
     for ds in args.datasets.split(","):
-        res["eval"][ds] = evaluate_dataset(benchmarks_dir(), ds, args.scale, lambda lr: upscale_array(model, lr, args.device), "fp32", progress=False).summary()
+        res["eval"][ds] = evaluate_dataset(benchmarks_dir(), ds, args.scale, TiledUpscaler(TorchBackend(model, args.device), tile=0).upscale_array, "fp32", progress=False).summary()
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / f"x{args.scale}_fp32.json").write_text(json.dumps(res, indent=1))
     print(json.dumps(res), flush=True)
