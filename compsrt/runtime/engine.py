@@ -51,17 +51,9 @@ def python_plugin_hash() -> str:
 
 
 def _trt():
-    try:
-        from ..plugins.trt_compat import import_tensorrt
-    except ImportError:  # pragma: no cover - plugins package always ships
-        import importlib
+    """``tensorrt``, else ``tensorrt_rtx``, as a user-facing error when neither imports."""
+    from ..plugins.trt_compat import import_tensorrt
 
-        for name in ("tensorrt", "tensorrt_rtx"):
-            try:
-                return importlib.import_module(name)
-            except ImportError:
-                pass
-        raise CompsrtError("TensorRT is not importable: pip install tensorrt-rtx-cu13==1.7.1.116 (or tensorrt)")
     try:
         return import_tensorrt()
     except ImportError as exc:
