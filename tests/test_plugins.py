@@ -17,6 +17,7 @@ import pytest
 import compsrt.plugins as plugins
 from compsrt.plugins import hadamard_matrix, reference_hadamard, reference_quantize
 from compsrt.plugins import trt_compat
+from tests.trt_scripts import TRACED_CREATOR_PRELUDE
 from compsrt.plugins.core import FIELD_ORDER, HadamardAttrs
 from compsrt.plugins.kernel import CSRC_DIR, all_kernel_names, default_elems_per_thread, validate_n_width
 
@@ -224,23 +225,10 @@ def test_trt_plugin_field_roundtrip_and_negotiation():
     assert plain.get_workspace_size([], []) == 0
 
 
-_BUILD_SCRIPT = textwrap.dedent(
+_BUILD_SCRIPT = TRACED_CREATOR_PRELUDE + textwrap.dedent(
     """
-    import sys
-    import onnx
     from onnx import TensorProto, helper
-    sys.path.insert(0, {repo!r})
     import compsrt.plugins as p
-    from compsrt.plugins.trt_compat import import_tensorrt
-    from compsrt.plugins.trt_plugin import make_plugin_classes
-    trt = import_tensorrt()
-    _, C = make_plugin_classes(trt)
-    orig = C.create_plugin
-    def create(self, name, fc, phase):
-        plug = orig(self, name, fc, phase)
-        print("CREATED", name, plug.attrs, flush=True)
-        return plug
-    C.create_plugin = create
     assert p.register_python_plugin(trt)
     quant = {quant}
     dt = TensorProto.FLOAT16 if {fp16} else TensorProto.FLOAT
