@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..plugins import hadamard_matrix
+
 _CACHE: dict[tuple, torch.Tensor] = {}
 
 
@@ -17,15 +19,10 @@ def hadamard(n: int, device: torch.device | str = "cpu", dtype: torch.dtype = to
 
     Entries are exactly +-2**(-k/2); for n a power of 4 (16, 64) they are exact binary fractions.
     """
-    if n < 1 or n & (n - 1):
-        raise ValueError(f"Hadamard size must be a power of two, got {n}")
     key = (n, torch.device(device), dtype)
     h = _CACHE.get(key)
     if h is None:
-        m = torch.ones(1, 1, dtype=torch.float64)
-        while m.shape[0] < n:
-            m = torch.cat([torch.cat([m, m], 1), torch.cat([m, -m], 1)], 0)
-        h = (m / n**0.5).to(device=device, dtype=dtype)
+        h = torch.from_numpy(hadamard_matrix(n)).to(device=device, dtype=dtype)
         _CACHE[key] = h
     return h
 

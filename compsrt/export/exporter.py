@@ -16,6 +16,7 @@ from torch import nn
 from ..errors import CompsrtError
 from ..files import atomic_path, atomic_write_text, sha256_file
 from .graph import INPUT_NAME, OUTPUT_NAME, SITE_DOMAIN, StaticSwinIR, trace_to_onnx
+from ..plugins import PLUGIN_VERSION
 from .surgery import HADAMARD_VARIANTS, PLUGIN_DOMAIN, PLUGIN_OP, remove_identities, replace_markers, to_plugin
 
 LEGACY_MAX_OPSET = 20  # the TorchScript exporter; higher opsets go through onnx.version_converter
@@ -175,7 +176,7 @@ def build_onnx(model: nn.Module, opts: ExportOptions, meta: dict | None = None) 
         "mode": meta.get("mode", "fp") if quantized else "fp",
         "prune": meta.get("prune"),
         "hadamard": opts.hadamard if quantized else None,
-        "plugin": ({"name": PLUGIN_OP, "version": "1", "namespace": "compsrt", "nodes": n_plugin}
+        "plugin": ({"name": PLUGIN_OP, "version": PLUGIN_VERSION, "namespace": PLUGIN_DOMAIN, "nodes": n_plugin}
                    if n_plugin else None),
         "opset": int(max(opts.opset, 21) if opts.int4_block else opts.opset),
         "quant_sites": len(static.sites),

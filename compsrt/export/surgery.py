@@ -27,32 +27,16 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from ..errors import CompsrtError
+from ..plugins import PLUGIN_NAME, PLUGIN_NAMESPACE, hadamard_matrix, onnx_node_attributes
 from .graph import SITE_DOMAIN, Site
 
-PLUGIN_OP = "HadamardTransform"
-PLUGIN_DOMAIN = "compsrt"
+PLUGIN_OP, PLUGIN_DOMAIN = PLUGIN_NAME, PLUGIN_NAMESPACE  # the plugin's registry name is the ONNX op
 HADAMARD_VARIANTS = ("plugin", "matmul")
 
 
 def hadamard_f32(n: int) -> np.ndarray:
-    """Orthonormal Sylvester Hadamard matrix as float32, built exactly as the calibration code does."""
-    if n < 1 or n & (n - 1):
-        raise ValueError(f"Hadamard size must be a power of two, got {n}")
-    h = np.ones((1, 1), dtype=np.float64)
-    while h.shape[0] < n:
-        h = np.block([[h, h], [h, -h]])
-    return (h / n**0.5).astype(np.float32)
-
-
-def plugin_attributes(n: int, width: int) -> dict:
-    """Node attributes of the plugin contract (compsrt.plugins.onnx_node_attributes when present)."""
-    try:
-        from ..plugins import onnx_node_attributes
-
-        return onnx_node_attributes(n, width)
-    except ImportError:
-        return {"plugin_version": "1", "plugin_namespace": "compsrt", "n": int(n), "axis": -1, "width": int(width),
-                "quantize": 0, "shift": 0.0, "scale": 1.0, "qmin": -128, "qmax": 127}
+    """The plugin's orthonormal Sylvester Hadamard matrix as a float32 graph constant."""
+    return hadamard_matrix(n).astype(np.float32)
 
 
 @dataclass
@@ -228,7 +212,7 @@ def to_plugin(graph: gs.Graph, records: list[HadamardRecord]) -> int:
     count = 0
     for rec in records:
         node = rec.node
-        attrs = plugin_attributes(rec.n, rec.m)
+        attrs = onnx_node_attributes(rec.n, rec.m)
         if rec.axis == "last":
             x, y = node.inputs[0], node.outputs[0]
             node.op, node.domain, node.attrs = PLUGIN_OP, PLUGIN_DOMAIN, attrs
