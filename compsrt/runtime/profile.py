@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CompsrtError
-from ..files import atomic_write_text
+from ..files import atomic_path, atomic_write_text
 from .timing import STAGES, StageTimer
 
 SAMPLE = Path(__file__).resolve().parents[1] / "assets" / "sample.png"
@@ -208,12 +208,9 @@ def plot(profiles: list[dict], path: Path, title: str | None = None) -> None:
     if title:
         fig.suptitle(title, fontsize=9, y=0.02)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def run_cli(args) -> int:
