@@ -15,11 +15,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -34,23 +36,18 @@ def _step(name: str):
     return time.perf_counter()
 
 
-def _mini_data(root: Path, n: int) -> Path:
+@contextlib.contextmanager
+def _mini_data(root: Path, n: int) -> Iterator[Path]:
     """A temporary data root linking the first ``n`` images of ``train/Kodak`` (never copied)."""
     src = root / "train" / TRAIN_SET
     files = sorted(src.glob("*.png"))[:n]
     if not files:
         raise CompsrtError(f"no training images in {src}; set COMPSRT_DATA to the folder holding train/")
-    tmp = Path(tempfile.mkdtemp(prefix="compsrt-pipeline-data-"))
-    (tmp / "train" / TRAIN_SET).mkdir(parents=True)
-    for f in files:
-        (tmp / "train" / TRAIN_SET / f.name).symlink_to(f.resolve())
-    return tmp
-
-
-def _psnr_rgb(a: np.ndarray, b: np.ndarray) -> float:
-    from ..evaluation.metrics import psnr
-
-    return psnr(a, b)
+    with tempfile.TemporaryDirectory(prefix="compsrt-pipeline-data-") as tmp:
+        (Path(tmp) / "train" / TRAIN_SET).mkdir(parents=True)
+        for f in files:
+            (Path(tmp) / "train" / TRAIN_SET / f.name).symlink_to(f.resolve())
+        yield Path(tmp)
 
 
 def run_pipeline(args) -> int:
@@ -66,22 +63,20 @@ def run_pipeline(args) -> int:
     scale, tile = args.scale, args.tile
     t_all = time.perf_counter()
     summary: dict = {"scale": scale, "tile": tile, "steps": {}}
-    try:
-        from ..calibration.distill import DistillSettings
-        from ..calibration.pipeline import compress
-        from ..calibration.qmodel import QuantConfig
-        from ..export.exporter import ExportOptions, export_checkpoint
-    except ImportError as exc:
-        raise CompsrtError(f"the pipeline needs the calibration and export stages ({exc})") from None
+    from ..calibration.distill import DistillSettings
+    from ..calibration.pipeline import compress
+    from ..calibration.qmodel import QuantConfig
+    from ..evaluation.metrics import psnr
+    from ..export.exporter import ExportOptions, export_checkpoint
 
     # 1. calibration
     t = _step(f"1/6 calibrate: 4-bit deploy, x{scale}, {args.iters} iterations (budget {args.calib_seconds} s)")
     ckpt = out / f"swinir_x{scale}_w4a4.pt"
-    data = _mini_data(data_root(), args.train_images)
     settings = DistillSettings(iters=args.iters, batch=2, patch=args.patch, dobi_batch=2, cuda_graph=False, log_every=10,
                                deadline=time.time() + args.calib_seconds)
-    meta = compress(scale, QuantConfig(bits=4, mode="deploy"), ckpt, settings, data=data, device=args.device,
-                    progress=True)
+    with _mini_data(data_root(), args.train_images) as data:
+        meta = compress(scale, QuantConfig(bits=4, mode="deploy"), ckpt, settings, data=data, device=args.device,
+                        progress=True)
     log = meta.get("log", {})
     summary["steps"]["calibrate"] = time.perf_counter() - t
     summary["calibration"] = {"iters_done": log.get("iters_done"), "train_images": args.train_images,
@@ -123,9 +118,9 @@ def run_pipeline(args) -> int:
     fq = torch_checkpoint_backend(ckpt)
     sr_fq = TiledUpscaler(fq, tile=tile).upscale(img.rgb).rgb
     summary["sample"] = {"image": str(src), "size": list(img.rgb.shape[:2][::-1]),
-                         "psnr_onnxruntime_vs_fp_db": _psnr_rgb(sr_ort, sr_fp),
-                         "psnr_fakequant_vs_fp_db": _psnr_rgb(sr_fq, sr_fp),
-                         "psnr_onnxruntime_vs_fakequant_db": _psnr_rgb(sr_ort, sr_fq)}
+                         "psnr_onnxruntime_vs_fp_db": psnr(sr_ort, sr_fp),
+                         "psnr_fakequant_vs_fp_db": psnr(sr_fq, sr_fp),
+                         "psnr_onnxruntime_vs_fakequant_db": psnr(sr_ort, sr_fq)}
     # ground truth: the smallest Set5 images
     bench = benchmarks_dir()
     if (bench / "Set5").is_dir():
@@ -162,7 +157,7 @@ def run_pipeline(args) -> int:
             try:
                 tb = TrtBackend(plan)
                 sr_trt = TiledUpscaler(tb).upscale(img.rgb).rgb
-                engine_info["psnr_trt_vs_onnxruntime_db"] = _psnr_rgb(sr_trt, sr_ort)
+                engine_info["psnr_trt_vs_onnxruntime_db"] = psnr(sr_trt, sr_ort)
                 save_image(out / f"{src.stem}_x{scale}_tensorrt.png", sr_trt)
             except CompsrtError as exc:
                 engine_info["execution"] = f"not run: {exc}"
