@@ -153,10 +153,8 @@ def torch_checkpoint_backend(path: str | os.PathLike, device: str = "cpu", dtype
     path = Path(path)
     if not path.is_file():
         raise CompsrtError(f"checkpoint {path} does not exist; create one with `compsrt calibrate`")
-    try:
-        from ..calibration.checkpoint import load_compressed_model
-    except ImportError as exc:
-        raise CompsrtError(f"cannot load compressed checkpoints: compsrt.calibration.checkpoint is unavailable ({exc})") from None
+    from ..calibration.checkpoint import load_compressed_model
+
     model, meta = load_compressed_model(path)
     b = TorchBackend(model, device, dtype, compile, label=f"torch-fakequant-{dtype}{'-compiled' if compile else ''}")
     if not b.scale and isinstance(meta, dict) and meta.get("scale"):
