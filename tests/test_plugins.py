@@ -19,7 +19,9 @@ from compsrt.plugins import hadamard_matrix, reference_hadamard, reference_quant
 from compsrt.plugins import trt_compat
 from tests.trt_scripts import TRACED_CREATOR_PRELUDE
 from compsrt.plugins.core import FIELD_ORDER, HadamardAttrs
-from compsrt.plugins.kernel import CSRC_DIR, all_kernel_names, default_elems_per_thread, validate_n_width
+from compsrt.plugins.kernel import (
+    CSRC_DIR, THREADS_PER_BLOCK, all_kernel_names, default_elems_per_thread, validate_n_width,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -120,6 +122,7 @@ def test_kernel_names_and_limits():
             validate_n_width(*bad)
     src = (CSRC_DIR / "hadamard_kernels.cuh").read_text()
     assert "int e = (inBytes >= 4) ? 8 : (n <= 16 ? 8 : 16);" in src  # keep in step with default_elems_per_thread
+    assert f"constexpr int kThreadsPerBlock = {THREADS_PER_BLOCK};" in src  # both launchers use the same block
 
 
 def test_onnx_node_attributes_contract():

@@ -83,10 +83,10 @@ def test_every_elems_per_thread_variant(n, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["fp32", "fp16"])
 @pytest.mark.parametrize("n", [16, 64, 128])
-def test_rows_per_thread_and_pipelined_variants(n, dtype):
+def test_rows_per_thread_and_grid_variants(n, dtype):
     """For a given E, every thread-slots-per-iteration R, a tiny grid (the block-stride loop runs many
-    iterations with partial R groups) and the software-pipelined kernel (several grid sizes) give the
-    same bits as the one-shot R = 1 launch; padded rows fall back from the pipelined kernel."""
+    iterations with partial R groups) and other block sizes give the same bits as the default launch,
+    padded and unpadded, transform and fused."""
     rng = np.random.default_rng(n + 1)
     kern = HadamardKernel()
     st = cp.cuda.get_current_stream().ptr
@@ -106,12 +106,11 @@ def test_rows_per_thread_and_pipelined_variants(n, dtype):
                                 scale=0.05, stream=st, elems_per_thread=e, **kw)
                     return cp.asnumpy(y)
 
-                want = run(rows_per_thread=1, pipeline_blocks_per_sm=0)
+                want = run(rows_per_thread=1)
                 if not quantize:
                     _check(want, ref, dtype)
-                cases = [dict(rows_per_thread=r, max_blocks=mb, pipeline_blocks_per_sm=0)
-                         for r in ROWS_PER_THREAD for mb in (None, 3)]
-                cases += [dict(pipeline_blocks_per_sm=k, max_blocks=mb) for k in (1, 4, 16) for mb in (None, 3)]
+                cases = [dict(rows_per_thread=r, max_blocks=mb) for r in ROWS_PER_THREAD for mb in (None, 3)]
+                cases += [dict(threads_per_block=tb, rows_per_thread=r) for tb in (32, 256) for r in (1, 2)]
                 for kw in cases:
                     np.testing.assert_array_equal(run(**kw), want, err_msg=f"E={e} {kw}")
 

@@ -17,7 +17,8 @@ MIN_N = 2
 MAX_N = 1024
 ELEMS_PER_THREAD = (1, 2, 4, 8, 16, 32)
 ROWS_PER_THREAD = (1, 2, 4)
-THREADS_PER_BLOCK = 256
+THREADS_PER_BLOCK = 128  # mirror of compsrt::kThreadsPerBlock (.cuh)
+MAX_THREADS_PER_BLOCK = 256  # the kernel's __launch_bounds__
 MAX_BLOCKS = 1 << 20
 
 _CTYPE_IN = {"float32": "float", "float16": "__half"}
@@ -45,19 +46,6 @@ def default_rows_per_thread(elems_per_thread: int, in_dtype: str = "float32") ->
     return 1
 
 
-def default_pipeline_blocks_per_sm(n: int, in_dtype: str = "float32") -> int:
-    """0 = one-shot kernel (default everywhere: the pipelined grid-stride kernel was slower in the
-    H200 sweep); k > 0 = hadamardRowsPipelinedKernel on min(needed, k * SMs) blocks when m = n and
-    the input is 16-byte aligned. Python-only option (the C++ launcher always runs the one-shot kernel)."""
-    return 0
-
-
-def pipelined_kernel_name(in_dtype: str, quantize: bool, elems_per_thread: int) -> str:
-    tin = _CTYPE_IN[in_dtype]
-    tout = "signed char" if quantize else tin
-    return f"compsrt::hadamardRowsPipelinedKernel<{tin}, {tout}, {elems_per_thread}>"
-
-
 def kernel_name(in_dtype: str, quantize: bool, elems_per_thread: int, rows_per_thread: Optional[int] = None) -> str:
     """Name expression of one instantiation; rows_per_thread None (or the default) = the default R."""
     tin = _CTYPE_IN[in_dtype]
@@ -68,19 +56,8 @@ def kernel_name(in_dtype: str, quantize: bool, elems_per_thread: int, rows_per_t
 
 
 def all_kernel_names() -> list:
-    """The instantiations compiled up front (one-shot kernel, default R). Other R values and the
-    pipelined kernel (opt-in, slower on the H200: docs/plugins.md) are compiled on first use."""
+    """The instantiations compiled up front (default R). Other R values are compiled on first use."""
     return [kernel_name(d, q, e) for d in _CTYPE_IN for q in (False, True) for e in ELEMS_PER_THREAD]
-
-
-_SM_COUNT: dict = {}
-
-
-def _sm_count(cp) -> int:
-    dev = cp.cuda.runtime.getDevice()
-    if dev not in _SM_COUNT:
-        _SM_COUNT[dev] = int(cp.cuda.runtime.deviceGetAttribute(cp.cuda.runtime.cudaDevAttrMultiProcessorCount, dev))
-    return _SM_COUNT[dev]
 
 
 _DEFAULT_NAMES = frozenset(all_kernel_names())
@@ -160,7 +137,7 @@ class HadamardKernel:
         elems_per_thread: Optional[int] = None,
         rows_per_thread: Optional[int] = None,
         max_blocks: Optional[int] = None,
-        pipeline_blocks_per_sm: Optional[int] = None,
+        threads_per_block: int = THREADS_PER_BLOCK,
     ) -> None:
         import cupy as cp
         import numpy as np
@@ -178,24 +155,15 @@ class HadamardKernel:
         r = default_rows_per_thread(e, in_dtype) if rows_per_thread is None else int(rows_per_thread)
         if r not in ROWS_PER_THREAD:
             raise ValueError(f"rows_per_thread must be one of {ROWS_PER_THREAD}, got {r}")
+        if threads_per_block % 32 or not 32 <= threads_per_block <= MAX_THREADS_PER_BLOCK:
+            raise ValueError(f"threads_per_block must be a multiple of 32 in [32, {MAX_THREADS_PER_BLOCK}]")
         log_t = int(math.log2(n // e))
         total = rows << log_t
-        per_block = THREADS_PER_BLOCK * r
+        per_block = threads_per_block * r
         blocks = min((total + per_block - 1) // per_block, MAX_BLOCKS if max_blocks is None else int(max_blocks))
         vec_in = int(width == n and x_ptr % 16 == 0)
         vec_out = int(y_ptr % 16 == 0)
         norm = np.float32(1.0 / math.sqrt(n))
-        k = default_pipeline_blocks_per_sm(n, in_dtype) if pipeline_blocks_per_sm is None else int(pipeline_blocks_per_sm)
-        if k > 0 and vec_in:
-            pblocks = min((total + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK, k * _sm_count(cp))
-            if max_blocks is not None:
-                pblocks = min(pblocks, int(max_blocks))
-            fn = self.function(pipelined_kernel_name(in_dtype, quantize, e))
-            args = (np.uint64(x_ptr), np.uint64(y_ptr), np.int64(rows), np.int32(log_t), np.int32(vec_out), norm,
-                    np.float32(shift), np.float32(scale), np.float32(qmin), np.float32(qmax))
-            with _external_stream(cp, int(stream)):
-                fn((int(pblocks),), (THREADS_PER_BLOCK,), args)
-            return
         fn = self.function(kernel_name(in_dtype, quantize, e, r))
         args = (
             np.uint64(x_ptr),
@@ -212,12 +180,12 @@ class HadamardKernel:
             np.float32(qmax),
         )
         with _external_stream(cp, int(stream)):
-            fn((int(blocks),), (THREADS_PER_BLOCK,), args)
+            fn((int(blocks),), (int(threads_per_block),), args)
 
 
 def hadamard_cupy(x, n: int, *, quantize: bool = False, shift: float = 0.0, scale: float = 1.0,
                   qmin: int = -128, qmax: int = 127, out=None, elems_per_thread: Optional[int] = None,
-                  rows_per_thread: Optional[int] = None, pipeline_blocks_per_sm: Optional[int] = None):
+                  rows_per_thread: Optional[int] = None):
     """Convenience wrapper: Hadamard transform of a C-contiguous CuPy array along its last axis.
 
     The last dim of ``x`` is the real width m; the result has last dim n (INT8 if quantize).
@@ -235,6 +203,6 @@ def hadamard_cupy(x, n: int, *, quantize: bool = False, shift: float = 0.0, scal
     HadamardKernel().launch(
         x.data.ptr, out.data.ptr, rows, n, m, in_dtype, quantize=quantize, shift=shift, scale=scale,
         qmin=qmin, qmax=qmax, stream=cp.cuda.get_current_stream().ptr, elems_per_thread=elems_per_thread,
-        rows_per_thread=rows_per_thread, pipeline_blocks_per_sm=pipeline_blocks_per_sm,
+        rows_per_thread=rows_per_thread,
     )
     return out

@@ -22,9 +22,12 @@
 // thread owns a whole row and no shuffles are needed. Loads/stores are 16-byte vectors
 // when the row is unpadded and the base pointer is 16-byte aligned, else scalar with a
 // bounds check (m = 10, 60, 120 need that: their rows are not 16-byte aligned).
-// Template R (default 1) processes R thread-slots per thread and loop iteration, all loads
-// first; hadamardRowsPipelinedKernel is an opt-in software-pipelined grid-stride variant.
-// Both were slower than or equal to the default on the H200 (docs/plugins.md, Benchmark).
+// Memory side (measured on the H200, docs/plugins.md, Benchmark): each thread first loads the raw
+// input of all its R thread-slots, then converts, transforms and stores one slot at a time (only
+// E floats live), with plain loads/stores, in one-shot grids of kThreadsPerBlock = 128 threads.
+// 128-thread blocks were as fast as or faster than 256/512 at every n, and faster than persistent
+// or software-pipelined grids (register prefetch, cp.async, bulk copy); with them the cache hints
+// (.cs streaming loads/stores, .nc loads) made no difference beyond noise.
 #pragma once
 
 #include <cuda_fp16.h>
@@ -32,10 +35,15 @@
 namespace compsrt
 {
 
+// Threads per block of the default launch, shared by the Python and C++ launchers
+// (kernel.py::THREADS_PER_BLOCK mirrors it): 128 was as fast as or faster than 64, 256 and 512
+// on the H200 at every n and dtype (docs/plugins.md); the kernel accepts any multiple of 32 up
+// to 256.
+constexpr int kThreadsPerBlock = 128;
+
 // Default thread-slots per thread and loop iteration (template R of the kernel), shared by
-// the Python and C++ launchers (kernel.py::default_rows_per_thread mirrors it). The H200 sweep
-// (docs/plugins.md) found R > 1 slower everywhere but noise (more registers, lower occupancy),
-// so the default is 1; R = 2, 4 stay available for other GPUs.
+// the Python and C++ launchers (kernel.py::default_rows_per_thread mirrors it). R = 2, 4 were
+// within noise of R = 1 on the H200 (docs/plugins.md), so the default is the simplest.
 __host__ __device__ constexpr int defaultRowsPerThread(int, int)
 {
     return 1;
@@ -54,69 +62,34 @@ __device__ __forceinline__ float toFloat<__half>(__half v)
     return __half2float(v);
 }
 
-// Copy BYTES bytes from global memory into a 16-byte aligned register buffer with the
-// widest streaming loads the size allows (the source must be aligned to that width).
+// Copy BYTES bytes between 16-byte aligned register buffers and global memory with the widest
+// plain vector accesses the size allows (the global address must be aligned to that width).
 template <int BYTES>
-__device__ __forceinline__ void loadRaw(void* dst, void const* src)
+__device__ __forceinline__ void copyRaw(void* dst, void const* src)
 {
     if constexpr (BYTES % 16 == 0)
     {
 #pragma unroll
         for (int k = 0; k < BYTES / 16; ++k)
-            reinterpret_cast<uint4*>(dst)[k] = __ldcs(reinterpret_cast<uint4 const*>(src) + k);
+            reinterpret_cast<uint4*>(dst)[k] = reinterpret_cast<uint4 const*>(src)[k];
     }
     else if constexpr (BYTES % 8 == 0)
     {
 #pragma unroll
         for (int k = 0; k < BYTES / 8; ++k)
-            reinterpret_cast<uint2*>(dst)[k] = __ldcs(reinterpret_cast<uint2 const*>(src) + k);
+            reinterpret_cast<uint2*>(dst)[k] = reinterpret_cast<uint2 const*>(src)[k];
     }
     else if constexpr (BYTES % 4 == 0)
     {
 #pragma unroll
         for (int k = 0; k < BYTES / 4; ++k)
-            reinterpret_cast<unsigned int*>(dst)[k] = __ldcs(reinterpret_cast<unsigned int const*>(src) + k);
+            reinterpret_cast<unsigned int*>(dst)[k] = reinterpret_cast<unsigned int const*>(src)[k];
     }
     else if constexpr (BYTES % 2 == 0)
     {
 #pragma unroll
         for (int k = 0; k < BYTES / 2; ++k)
-            reinterpret_cast<unsigned short*>(dst)[k] = __ldcs(reinterpret_cast<unsigned short const*>(src) + k);
-    }
-    else
-    {
-#pragma unroll
-        for (int k = 0; k < BYTES; ++k)
-            reinterpret_cast<unsigned char*>(dst)[k] = __ldcs(reinterpret_cast<unsigned char const*>(src) + k);
-    }
-}
-
-template <int BYTES>
-__device__ __forceinline__ void storeRaw(void* dst, void const* src)
-{
-    if constexpr (BYTES % 16 == 0)
-    {
-#pragma unroll
-        for (int k = 0; k < BYTES / 16; ++k)
-            __stcs(reinterpret_cast<uint4*>(dst) + k, reinterpret_cast<uint4 const*>(src)[k]);
-    }
-    else if constexpr (BYTES % 8 == 0)
-    {
-#pragma unroll
-        for (int k = 0; k < BYTES / 8; ++k)
-            __stcs(reinterpret_cast<uint2*>(dst) + k, reinterpret_cast<uint2 const*>(src)[k]);
-    }
-    else if constexpr (BYTES % 4 == 0)
-    {
-#pragma unroll
-        for (int k = 0; k < BYTES / 4; ++k)
-            __stcs(reinterpret_cast<unsigned int*>(dst) + k, reinterpret_cast<unsigned int const*>(src)[k]);
-    }
-    else if constexpr (BYTES % 2 == 0)
-    {
-#pragma unroll
-        for (int k = 0; k < BYTES / 2; ++k)
-            __stcs(reinterpret_cast<unsigned short*>(dst) + k, reinterpret_cast<unsigned short const*>(src)[k]);
+            reinterpret_cast<unsigned short*>(dst)[k] = reinterpret_cast<unsigned short const*>(src)[k];
     }
     else
     {
@@ -211,11 +184,11 @@ __device__ __forceinline__ void floatToBuf(Tout* ob, float const* v, float norm,
 
 // Kernel. Template: input type, output type (same as input, or signed char = INT8 codes),
 // E = elements per thread (power of two, 1..32), R = independent thread-slots per thread and
-// loop iteration (1, 2, 4): all R * E / V loads are issued before any butterfly, for more bytes
-// in flight per thread. Run time: log2 of threads per row (n = E << logT, logT <= 5), m = real
-// input width, vecIn/vecOut = 16-byte path allowed.
+// loop iteration (1, 2, 4): the raw input of all R slots is loaded before any arithmetic, then
+// each slot is converted, transformed and stored in turn. Run time: log2 of threads per row
+// (n = E << logT, logT <= 5), m = real input width, vecIn/vecOut = 16-byte path allowed.
 // Grid: any; a block-stride loop covers all rows (R * blockDim.x slots per block and
-// iteration); blockDim.x must be a multiple of 32.
+// iteration); blockDim.x must be a multiple of 32, at most 256.
 template <typename Tin, typename Tout, int E, int R = defaultRowsPerThread(E, static_cast<int>(sizeof(Tin)))>
 __global__ void __launch_bounds__(256) hadamardRowsKernel(Tin const* __restrict__ x, Tout* __restrict__ y,
     long long rows, int m, int logT, int vecIn, int vecOut, float norm, float shift, float scale, float qmin,
@@ -235,7 +208,7 @@ __global__ void __launch_bounds__(256) hadamardRowsKernel(Tin const* __restrict_
         // contiguous span.
         // Register i = k * V + j of slot r holds row element (k * T + t) * V + j: every
         // load/store instruction k of a warp covers one contiguous span (full-line coalescing).
-        float v[R][E];
+        __align__(16) Tin raw[R][E];
         int const t = static_cast<int>((base + threadIdx.x) & (T - 1)); // same for every r (blockDim % 32 == 0)
 #pragma unroll
         for (int r = 0; r < R; ++r)
@@ -248,11 +221,7 @@ __global__ void __launch_bounds__(256) hadamardRowsKernel(Tin const* __restrict_
                 Tin const* src = x + row * n + t * V;
 #pragma unroll
                 for (int k = 0; k < E / V; ++k)
-                {
-                    __align__(16) Tin buf[V];
-                    loadRaw<V * static_cast<int>(sizeof(Tin))>(buf, src + k * T * V);
-                    bufToFloat<Tin, V>(&v[r][k * V], buf);
-                }
+                    copyRaw<V * static_cast<int>(sizeof(Tin))>(&raw[r][k * V], src + k * T * V);
             }
             else
             {
@@ -264,7 +233,7 @@ __global__ void __launch_bounds__(256) hadamardRowsKernel(Tin const* __restrict_
                     for (int j = 0; j < V; ++j)
                     {
                         int const c = (k * T + t) * V + j;
-                        v[r][k * V + j] = (valid && c < m) ? toFloat<Tin>(src[c]) : 0.0f;
+                        raw[r][k * V + j] = (valid && c < m) ? src[c] : Tin(0.0f);
                     }
                 }
             }
@@ -273,6 +242,10 @@ __global__ void __launch_bounds__(256) hadamardRowsKernel(Tin const* __restrict_
 #pragma unroll
         for (int r = 0; r < R; ++r)
         {
+            float v[E];
+#pragma unroll
+            for (int k = 0; k < E / V; ++k)
+                bufToFloat<Tin, V>(&v[k * V], &raw[r][k * V]);
             // In-thread stages (element strides 1 .. E/2).
 #pragma unroll
             for (int h = 1; h < E; h <<= 1)
@@ -282,48 +255,39 @@ __global__ void __launch_bounds__(256) hadamardRowsKernel(Tin const* __restrict_
                 {
                     if ((i & h) == 0)
                     {
-                        float const a = v[r][i];
-                        float const b = v[r][i + h];
-                        v[r][i] = a + b;
-                        v[r][i + h] = a - b;
+                        float const a = v[i];
+                        float const b = v[i + h];
+                        v[i] = a + b;
+                        v[i + h] = a - b;
                     }
                 }
             }
-        }
-        // Cross-lane stages (element strides E .. n/2): partner lane = lane ^ (1 << s).
-        // Lower lane: v + o, upper lane: o - v, as one exact FMA (sgn = +-1: sgn * v is exact).
-        for (int s = 0; s < logT; ++s)
-        {
-            int const lm = 1 << s;
-            float const sgn = (t & lm) ? -1.0f : 1.0f;
-#pragma unroll
-            for (int r = 0; r < R; ++r)
+            // Cross-lane stages (element strides E .. n/2): partner lane = lane ^ (1 << s).
+            // Lower lane: v + o, upper lane: o - v, as one exact FMA (sgn = +-1: sgn * v is exact).
+            for (int s = 0; s < logT; ++s)
             {
+                int const lm = 1 << s;
+                float const sgn = (t & lm) ? -1.0f : 1.0f;
 #pragma unroll
                 for (int i = 0; i < E; ++i)
                 {
-                    float const o = __shfl_xor_sync(0xffffffffu, v[r][i], lm);
-                    v[r][i] = __fmaf_rn(sgn, v[r][i], o);
+                    float const o = __shfl_xor_sync(0xffffffffu, v[i], lm);
+                    v[i] = __fmaf_rn(sgn, v[i], o);
                 }
             }
-        }
 
-#pragma unroll
-        for (int r = 0; r < R; ++r)
-        {
             long long const g = base + r * static_cast<long long>(blockDim.x) + threadIdx.x;
             if (g < total)
             {
-                long long const row = g >> logT;
-                Tout* dst = y + row * n + t * V;
+                Tout* dst = y + (g >> logT) * n + t * V;
 #pragma unroll
                 for (int k = 0; k < E / V; ++k)
                 {
                     __align__(16) Tout ob[V];
-                    floatToBuf<Tout, V>(ob, &v[r][k * V], norm, shift, scale, qmin, qmax);
+                    floatToBuf<Tout, V>(ob, &v[k * V], norm, shift, scale, qmin, qmax);
                     if (vecOut)
                     {
-                        storeRaw<V * static_cast<int>(sizeof(Tout))>(dst + k * T * V, ob);
+                        copyRaw<V * static_cast<int>(sizeof(Tout))>(dst + k * T * V, ob);
                     }
                     else
                     {
@@ -334,105 +298,6 @@ __global__ void __launch_bounds__(256) hadamardRowsKernel(Tin const* __restrict_
                 }
             }
         }
-    }
-}
-
-// Load one thread's tile (E elements of row g >> logT, lane t) as raw 16-byte vectors.
-template <typename Tin, int E, int V>
-__device__ __forceinline__ void loadTile(Tin* buf, Tin const* __restrict__ x, long long g, int logT, int t, int n)
-{
-    int const T = 1 << logT;
-    Tin const* src = x + (g >> logT) * n + t * V;
-#pragma unroll
-    for (int k = 0; k < E / V; ++k)
-        loadRaw<V * static_cast<int>(sizeof(Tin))>(buf + k * V, src + k * T * V);
-}
-
-// Software-pipelined grid-stride variant for unpadded rows (m = n) and a 16-byte aligned input:
-// each thread issues the loads of its next tile (g + stride) before transforming and storing the
-// current one, so a persistent-size grid keeps loads in flight during the butterflies. Same
-// arithmetic in the same order as hadamardRowsKernel<Tin, Tout, E> (bit-identical results).
-template <typename Tin, typename Tout, int E>
-__global__ void __launch_bounds__(256) hadamardRowsPipelinedKernel(Tin const* __restrict__ x,
-    Tout* __restrict__ y, long long rows, int logT, int vecOut, float norm, float shift, float scale, float qmin,
-    float qmax)
-{
-    constexpr int V = (E < 16 / static_cast<int>(sizeof(Tin))) ? E : 16 / static_cast<int>(sizeof(Tin));
-    int const T = 1 << logT;
-    int const n = E << logT;
-    long long const total = rows << logT;
-    long long const stride = static_cast<long long>(gridDim.x) * blockDim.x;
-    long long base = static_cast<long long>(blockIdx.x) * blockDim.x;
-    int const t = static_cast<int>(threadIdx.x & (T - 1)); // base is a multiple of blockDim (multiple of 32)
-    __align__(16) Tin cur[E];
-    __align__(16) Tin nxt[E];
-#pragma unroll
-    for (int i = 0; i < E; ++i)
-    {
-        cur[i] = Tin(0.0f);
-        nxt[i] = Tin(0.0f);
-    }
-    if (base + threadIdx.x < total)
-        loadTile<Tin, E, V>(cur, x, base + threadIdx.x, logT, t, n);
-    for (; base < total; base += stride) // block-uniform bound: all lanes reach the shuffles
-    {
-        long long const g = base + threadIdx.x;
-        long long const gn = g + stride;
-        if (gn < total)
-            loadTile<Tin, E, V>(nxt, x, gn, logT, t, n);
-        float v[E];
-#pragma unroll
-        for (int k = 0; k < E / V; ++k)
-            bufToFloat<Tin, V>(&v[k * V], cur + k * V);
-#pragma unroll
-        for (int h = 1; h < E; h <<= 1)
-        {
-#pragma unroll
-            for (int i = 0; i < E; ++i)
-            {
-                if ((i & h) == 0)
-                {
-                    float const a = v[i];
-                    float const b = v[i + h];
-                    v[i] = a + b;
-                    v[i + h] = a - b;
-                }
-            }
-        }
-        for (int s = 0; s < logT; ++s)
-        {
-            int const lm = 1 << s;
-            float const sgn = (t & lm) ? -1.0f : 1.0f;
-#pragma unroll
-            for (int i = 0; i < E; ++i)
-            {
-                float const o = __shfl_xor_sync(0xffffffffu, v[i], lm);
-                v[i] = __fmaf_rn(sgn, v[i], o);
-            }
-        }
-        if (g < total)
-        {
-            Tout* dst = y + (g >> logT) * n + t * V;
-#pragma unroll
-            for (int k = 0; k < E / V; ++k)
-            {
-                __align__(16) Tout ob[V];
-                floatToBuf<Tout, V>(ob, &v[k * V], norm, shift, scale, qmin, qmax);
-                if (vecOut)
-                {
-                    storeRaw<V * static_cast<int>(sizeof(Tout))>(dst + k * T * V, ob);
-                }
-                else
-                {
-#pragma unroll
-                    for (int j = 0; j < V; ++j)
-                        dst[k * T * V + j] = ob[j];
-                }
-            }
-        }
-#pragma unroll
-        for (int i = 0; i < E; ++i)
-            cur[i] = nxt[i];
     }
 }
 

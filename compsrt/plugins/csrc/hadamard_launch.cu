@@ -17,7 +17,7 @@ cudaError_t launchE(void const* x, void* y, long long rows, int n, int m, float 
     int logT = 0;
     while ((E << logT) < n)
         ++logT;
-    int const threads = 256;
+    int const threads = compsrt::kThreadsPerBlock;
     constexpr int R = compsrt::defaultRowsPerThread(E, static_cast<int>(sizeof(Tin)));
     long long const total = rows << logT;
     long long blocks = (total + threads * R - 1) / (threads * R);
