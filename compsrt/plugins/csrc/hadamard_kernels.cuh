@@ -36,9 +36,9 @@ namespace compsrt
 {
 
 // Threads per block of the default launch, shared by the Python and C++ launchers
-// (kernel.py::THREADS_PER_BLOCK mirrors it): 128 was as fast as or faster than 64, 256 and 512
-// on the H200 at every n and dtype (docs/plugins.md); the kernel accepts any multiple of 32 up
-// to 256.
+// (kernel.py::THREADS_PER_BLOCK mirrors it): on the H200, 128 was faster than 256 and 512 at
+// every n and dtype, and 64 was as fast except for FP16 n = 16 (slower) (docs/plugins.md); the
+// kernel accepts any multiple of 32 up to 256.
 constexpr int kThreadsPerBlock = 128;
 
 // Default thread-slots per thread and loop iteration (template R of the kernel), shared by
