@@ -111,7 +111,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=5)
     ap.add_argument("--budget", type=float, default=480, help="seconds from start at which training loops stop")
     ap.add_argument("--first-budget", type=float, default=None)
-    ap.add_argument("--eager", action="store_true")
+    ap.add_argument("--eager", action="store_true", help="no CUDA graph")
     ap.add_argument("--worker", default=None)
     ap.add_argument("--fp", action="store_true")
     ap.add_argument("--deadline", type=float, default=0)

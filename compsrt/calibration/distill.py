@@ -206,7 +206,7 @@ def _calibrate(fp, cfg, sampler, st: DistillSettings, progress):
                 log["graph_error"] = f"{exc.__class__.__name__}: {str(exc)[:300]}"
                 graph = None
                 torch.cuda.synchronize(dev)
-    last_print = None
+    t_steady, it_steady = time.perf_counter(), it  # after warm-up, compilation and graph capture
     while it < st.iters:
         if st.deadline is not None and time.time() > st.deadline:
             stopped_early = True
@@ -233,7 +233,8 @@ def _calibrate(fp, cfg, sampler, st: DistillSettings, progress):
     log.update(
         iters_done=it, iters_requested=st.iters, stopped_early=stopped_early,
         seconds_dobi=t_dobi, seconds_train=t_end - t_train, seconds_total=t_end - t0,
-        seconds_per_iter=(t_end - t_train) / max(it, 1), n_quantizers=len(quantizers(student)),
+        seconds_per_iter=(t_end - t_train) / max(it, 1), seconds_setup=t_steady - t_train,
+        seconds_per_iter_steady=(t_end - t_steady) / max(it - it_steady, 1), n_quantizers=len(quantizers(student)),
         lr_mode=lr_mode, collapsed_steps=collapsed_steps(student),
         n_trainable=sum(p.numel() for p in params), device=str(torch.cuda.get_device_name(dev)) if dev.type == "cuda" else platform.processor() or "cpu",
         torch=str(torch.__version__),
