@@ -16,7 +16,7 @@ from compsrt.calibration.data import PatchSampler
 from compsrt.calibration.deploy import deploy_sites
 from compsrt.calibration.distill import DistillSettings, calibrate, eval_distill_loss
 from compsrt.calibration.hadamard import hadamard, rotate_last, rotate_tokens
-from compsrt.calibration.qmodel import QLinear, QuantConfig, freeze_model, prune_mask, quantize_model, set_observe
+from compsrt.calibration.qmodel import QLinear, QuantConfig, freeze_model, prune_mask, quantize_model, quantizers, set_observe
 from compsrt.calibration.quant import FakeQuant, deploy_fq, round_ste
 from compsrt.errors import CompsrtError
 from compsrt.models.swinir import SwinIR, SwinIRConfig
@@ -225,6 +225,76 @@ def test_cuda_graph_calibration_runs():
     s = PatchSampler(imgs, 8, "cuda", 0)
     st, log = calibrate(fp, QuantConfig(4, "deploy"), s, tiny_settings(10), progress=False)
     assert log["iters_done"] == 10 and log["graph"], log
+
+
+# fused (Triton) per-tensor quantizers against the eager formulas in float64: value, input and parameter
+# gradients; the fused FP32 error may be at most twice the eager FP32 error (+1e-6 of the magnitude)
+FUSED_VS_EAGER = """
+import copy, sys, torch
+from compsrt.calibration.quant import FakeQuant
+dev, worst = sys.argv[1], 0.0
+torch.manual_seed(0)
+for kind in ("paper", "asym", "sym"):
+    for bits, shape in ((2, (3, 2, 7, 16)), (4, (2, 700, 64))):
+        fq = FakeQuant(bits, kind).to(dev)
+        t = torch.randn(*shape, device=dev) * 2
+        fq.dobi_(t)
+        with torch.no_grad():
+            fq.alpha.add_(0.01)
+            fq.beta.add_(0.0 if kind == "sym" else 0.05)
+            fq.l.copy_(t.flatten()[3])  # a tie of max(t, l) at one element
+        w = torch.randn(*shape, device=dev)
+        outs = []
+        for fused, dtype in ((False, torch.float64), (False, torch.float32), (True, torch.float32)):
+            q = copy.deepcopy(fq).to(dtype)
+            q.fused = fused
+            x = t.to(dtype).clone().requires_grad_(True)
+            y = q(x)
+            (y * w.to(dtype)).sum().backward()
+            grads = [torch.zeros(()) if p.grad is None else p.grad.cpu() for p in (q.l, q.u, q.alpha, q.beta)]
+            outs.append([v.detach().cpu().double() for v in [y, x.grad] + grads])
+        for ref, eager, fused in zip(*outs):  # the fused error against float64 within the eager FP32 error
+            scale = 1 + ref.abs().max()
+            e_eager, e_fused = float((eager - ref).abs().max() / scale), float((fused - ref).abs().max() / scale)
+            worst = max(worst, e_fused - 2 * e_eager)
+print(worst)
+"""
+
+
+def _fused_vs_eager(device: str) -> float:
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TRITON_INTERPRET="1" if device == "cpu" else "0")
+    r = subprocess.run([sys.executable, "-c", FUSED_VS_EAGER, device], env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return float(r.stdout.strip().splitlines()[-1])
+
+
+def test_fused_quantizers_match_eager_in_triton_interpreter():
+    pytest.importorskip("triton")
+    assert _fused_vs_eager("cpu") < 1e-6
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fused_quantizers_match_eager_on_gpu_and_calibrate():
+    pytest.importorskip("triton")
+    assert _fused_vs_eager("cuda") < 1e-6
+    imgs = [(np.random.default_rng(0).random((12, 12, 3)) * 255).astype(np.uint8)]
+    s = PatchSampler(imgs, 8, "cuda", 0)
+    for mode in ("deploy", "paper"):
+        st, log = calibrate(tiny_fp(), QuantConfig(4, mode), s, replace(tiny_settings(10), fused_quantizers=True),
+                            progress=False)
+        assert log["graph"] and log["fused_quantizers"] == 10 * 2, log  # 10 per-tensor quantizers a block
+        assert not any(fq.fused for fq in quantizers(st))
+
+
+def test_fused_quantizers_refuse_cpu():
+    with pytest.raises(CompsrtError, match="CUDA only"):
+        calibrate(tiny_fp(), QuantConfig(4, "deploy"), tiny_sampler(), replace(tiny_settings(1), fused_quantizers=True),
+                  progress=False)
 
 
 def test_dqc_step_relative_lr_avoids_weight_step_collapse():

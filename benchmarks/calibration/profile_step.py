@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--dobi-batch", type=int, default=32)
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--fused", action="store_true", help="per-tensor quantizers through the Triton kernels")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
@@ -45,13 +46,15 @@ def main() -> None:
     fp = load_swinir(args.scale).to(dev).eval()
     sampler = PatchSampler([im for _, im in load_training_lr(args.scale, progress=False)], 64, dev, 0)
     cfg = QuantConfig(args.bits, args.mode)
-    base = DistillSettings(iters=args.iters, batch=args.batch, dobi_batch=args.dobi_batch, log_every=10**9)
+    base = DistillSettings(iters=args.iters, batch=args.batch, dobi_batch=args.dobi_batch,
+                           fused_quantizers=args.fused, log_every=10**9)
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
     _, log = calibrate(fp, cfg, sampler, base, progress=False)
     row = {"config": cfg.tag, "scale": args.scale, "batch": args.batch, "device": log["device"],
            "torch": torch.__version__, "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if on_gpu else None,
-           **{k: log[k] for k in ("iters_done", "seconds_dobi", "seconds_setup", "seconds_per_iter_steady", "graph")}}
+           **{k: log[k] for k in ("iters_done", "seconds_dobi", "seconds_setup", "seconds_per_iter_steady", "graph",
+                                  "fused_quantizers")}}
     row["projected_4000_s"] = row["seconds_dobi"] + row["seconds_setup"] + 4000 * row["seconds_per_iter_steady"]
     print(json.dumps(row), flush=True)
     if args.profile_iters:

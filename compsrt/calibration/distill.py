@@ -41,6 +41,9 @@ class DistillSettings:
     dobi_batch: int = 32
     seed: int = 0
     cuda_graph: bool = True
+    # per-tensor quantizers through the Triton kernels of .fused_quant (CUDA only). Off by default until
+    # measured on a GPU: see docs/calibration.md, "Speed".
+    fused_quantizers: bool = False
     tf32: bool = True
     log_every: int = 50
     deadline: float | None = None  # time.time() after which the loop stops early (recorded in meta)
@@ -146,6 +149,11 @@ def _calibrate(fp, cfg, sampler, st: DistillSettings, progress):
     if scales is not None and len(scales) != len(params):
         raise CompsrtError("internal: update scales do not match the trainable tensors")
     use_graph = st.cuda_graph and dev.type == "cuda" and st.iters > 0
+    fused = [fq for fq in quantizers(student) if fq.l.ndim == 0] if st.fused_quantizers else []
+    if fused and dev.type != "cuda":
+        raise CompsrtError("fused quantizers run on CUDA only; calibrate with --device cuda or without them")
+    for fq in fused:
+        fq.fused = True
     opt = torch.optim.Adam(params, lr=st.lr, betas=st.betas, capturable=use_graph)
     static_x = torch.empty(st.batch, 3, st.patch, st.patch, device=dev)
 
@@ -172,7 +180,7 @@ def _calibrate(fp, cfg, sampler, st: DistillSettings, progress):
                     p.copy_(v)
         return loss.detach()
 
-    log = {"loss": [], "graph": False}
+    log = {"loss": [], "graph": False, "fused_quantizers": len(fused)}
     losses_seen = []
     it = 0
     graph = None
@@ -230,6 +238,8 @@ def _calibrate(fp, cfg, sampler, st: DistillSettings, progress):
     bar.close()
     _sync(dev)
     t_end = time.perf_counter()
+    for fq in fused:
+        fq.fused = False  # evaluation and export use the eager formulas
     log.update(
         iters_done=it, iters_requested=st.iters, stopped_early=stopped_early,
         seconds_dobi=t_dobi, seconds_train=t_end - t_train, seconds_total=t_end - t0,

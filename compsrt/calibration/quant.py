@@ -70,6 +70,7 @@ class FakeQuant(nn.Module):
         self.alpha = nn.Parameter(torch.zeros(shape))
         self.beta = nn.Parameter(torch.zeros(shape), requires_grad=kind != "sym")
         self.observe = False  # True: pass FP through and initialise the range (DOBI) from what flows
+        self.fused = False  # True (per-tensor, CUDA training): forward through the Triton kernels of .fused_quant
 
     # -- scalar decomposition -------------------------------------------------------------------
     def step(self) -> torch.Tensor:
@@ -85,6 +86,10 @@ class FakeQuant(nn.Module):
         if self.observe:
             self.dobi_(t.detach())
             return t
+        if self.fused:
+            from .fused_quant import fused_fake_quant
+
+            return fused_fake_quant(self, t)
         if self.kind == "paper":
             return paper_fq(t, self.l, self.u, self.alpha, self.beta, self.nlev)
         return deploy_fq(t, self.step(), self.shift(), self.qmin, self.qmax)
