@@ -284,17 +284,10 @@ def test_fused_quantizers_match_eager_on_gpu_and_calibrate():
     assert _fused_vs_eager("cuda") < 1e-6
     imgs = [(np.random.default_rng(0).random((12, 12, 3)) * 255).astype(np.uint8)]
     s = PatchSampler(imgs, 8, "cuda", 0)
-    for mode in ("deploy", "paper"):
-        st, log = calibrate(tiny_fp(), QuantConfig(4, mode), s, replace(tiny_settings(10), fused_quantizers=True),
-                            progress=False)
-        assert log["graph"] and log["fused_quantizers"] == 10 * 2, log  # 10 per-tensor quantizers a block
+    for mode, per_block in (("deploy", 10), ("paper", 16)):  # deploy weights are per channel (eager)
+        st, log = calibrate(tiny_fp(), QuantConfig(4, mode), s, tiny_settings(10), progress=False)
+        assert log["graph"] and log["fused_quantizers"] == per_block * 2, log
         assert not any(fq.fused for fq in quantizers(st))
-
-
-def test_fused_quantizers_refuse_cpu():
-    with pytest.raises(CompsrtError, match="CUDA only"):
-        calibrate(tiny_fp(), QuantConfig(4, "deploy"), tiny_sampler(), replace(tiny_settings(1), fused_quantizers=True),
-                  progress=False)
 
 
 def test_dqc_step_relative_lr_avoids_weight_step_collapse():

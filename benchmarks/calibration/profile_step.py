@@ -37,7 +37,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--dobi-batch", type=int, default=32)
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--fused", action="store_true", help="per-tensor quantizers through the Triton kernels")
+    ap.add_argument("--unfused", action="store_true", help="eager quantizers instead of the Triton kernels")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
@@ -47,7 +47,7 @@ def main() -> None:
     sampler = PatchSampler([im for _, im in load_training_lr(args.scale, progress=False)], 64, dev, 0)
     cfg = QuantConfig(args.bits, args.mode)
     base = DistillSettings(iters=args.iters, batch=args.batch, dobi_batch=args.dobi_batch,
-                           fused_quantizers=args.fused, log_every=10**9)
+                           fused_quantizers=not args.unfused, log_every=10**9)
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
     _, log = calibrate(fp, cfg, sampler, base, progress=False)

@@ -50,7 +50,7 @@ def worker(args) -> None:
     res = {"scale": args.scale, "config": cfg.to_dict(), "tag": tag}
     ckpt = out / f"{tag}.pt"
     st = DistillSettings(iters=args.iters, seed=args.seed, deadline=args.deadline or None,
-                         cuda_graph=not args.eager, fused_quantizers=args.fused, batch=args.batch,
+                         cuda_graph=not args.eager, fused_quantizers=not args.unfused, batch=args.batch,
                          dobi_batch=args.dobi_batch)
     t0 = time.time()
     meta = compress(args.scale, cfg, ckpt, st, device=args.device, progress=False)
@@ -97,7 +97,7 @@ def launch(args, extra: list[str], log: Path) -> subprocess.Popen:
     cmd = [sys.executable, __file__, "--scale", str(args.scale), "--out", args.out, "--iters", str(args.iters),
            "--datasets", args.datasets, "--seed", str(args.seed), "--device", args.device,
            "--batch", str(args.batch), "--dobi-batch", str(args.dobi_batch)] + (["--eager"] if args.eager else []) \
-        + (["--fused"] if args.fused else []) + extra
+        + (["--unfused"] if args.unfused else []) + extra
     return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
 
@@ -114,7 +114,7 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=480, help="seconds from start at which training loops stop")
     ap.add_argument("--first-budget", type=float, default=None)
     ap.add_argument("--eager", action="store_true", help="no CUDA graph")
-    ap.add_argument("--fused", action="store_true", help="per-tensor quantizers through the Triton kernels")
+    ap.add_argument("--unfused", action="store_true", help="eager quantizers instead of the Triton kernels")
     ap.add_argument("--worker", default=None)
     ap.add_argument("--fp", action="store_true")
     ap.add_argument("--deadline", type=float, default=0)

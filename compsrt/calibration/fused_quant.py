@@ -20,7 +20,7 @@ import triton
 import triton.language as tl
 
 BLOCK = 1024
-RINT_MAGIC = 12582912.0  # 1.5 * 2**23
+RINT_MAGIC = tl.constexpr(12582912.0)  # 1.5 * 2**23
 
 
 @triton.jit
