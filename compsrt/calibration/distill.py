@@ -12,6 +12,7 @@ CUDA graph and replayed; matmuls use TF32 during training (evaluation stays FP32
 from __future__ import annotations
 
 import copy
+import importlib.util
 import math
 import platform
 import time
@@ -42,7 +43,7 @@ class DistillSettings:
     seed: int = 0
     cuda_graph: bool = True
     # on CUDA, per-tensor quantizers run through the Triton kernels of .fused_quant (1.6x / 2.4x faster
-    # DQC step in deploy / paper mode on the H200, half the memory); ignored on CPU
+    # DQC step in deploy / paper mode on the H200, half the memory); ignored on CPU or without Triton
     fused_quantizers: bool = True
     tf32: bool = True
     log_every: int = 50
@@ -149,7 +150,8 @@ def _calibrate(fp, cfg, sampler, st: DistillSettings, progress):
     if scales is not None and len(scales) != len(params):
         raise CompsrtError("internal: update scales do not match the trainable tensors")
     use_graph = st.cuda_graph and dev.type == "cuda" and st.iters > 0
-    fused = [fq for fq in quantizers(student) if fq.l.ndim == 0] if st.fused_quantizers and dev.type == "cuda" else []
+    use_fused = st.fused_quantizers and dev.type == "cuda" and importlib.util.find_spec("triton") is not None
+    fused = [fq for fq in quantizers(student) if fq.l.ndim == 0] if use_fused else []  # no Triton (Jetson): eager
     for fq in fused:
         fq.fused = True
     opt = torch.optim.Adam(params, lr=st.lr, betas=st.betas, capturable=use_graph)
