@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -262,10 +265,6 @@ print(worst)
 
 
 def _fused_vs_eager(device: str) -> float:
-    import os
-    import subprocess
-    import sys
-
     env = dict(os.environ, TRITON_INTERPRET="1" if device == "cpu" else "0")
     r = subprocess.run([sys.executable, "-c", FUSED_VS_EAGER, device], env=env, capture_output=True, text=True,
                        timeout=600)
