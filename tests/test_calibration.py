@@ -216,6 +216,9 @@ def test_config_and_cli_errors(tmp_path):
     args = parser.parse_args(["calibrate", "--scale", "4", "--bits", "8", "--out", str(tmp_path / "x.pt")])
     with pytest.raises(CompsrtError):
         args.func(args)
+    args = parser.parse_args(["calibrate", "--scale", "4", "--bits", "4", "--step-floor", "1.5", "--out", str(tmp_path / "x.pt")])
+    with pytest.raises(CompsrtError, match="--step-floor"):
+        args.func(args)
     args = parser.parse_args(["pack", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x.csrt")])
     with pytest.raises(CompsrtError):
         args.func(args)
@@ -310,3 +313,21 @@ def test_dqc_step_relative_lr_avoids_weight_step_collapse():
     assert eval_distill_loss(fp, after, x) < lb
     with pytest.raises(CompsrtError):
         calibrate(fp, cfg, tiny_sampler(), replace(tiny_settings(1), lr_mode="bogus"), progress=False)
+
+
+def test_step_floor_keeps_steps_off_the_clamp():
+    """``floor_step_`` raises only the steps below the floor, to the floor; calibrate applies it in step mode."""
+    fq = FakeQuant(4, "sym", channels=3)
+    with torch.no_grad():
+        fq.l.copy_(torch.tensor([[-1.0], [-1.0], [-1.0]]))
+        fq.u.copy_(torch.tensor([[1.0], [1.0], [1.0]]))
+        fq.alpha.copy_(torch.tensor([[0.0], [-0.2], [-0.5]]))  # raw steps 0.133, -0.067, -0.367
+    floor = torch.full((3, 1), 0.05)
+    fq.floor_step_(floor)
+    assert torch.allclose(fq.step(), torch.tensor([[2 / 15], [0.05], [0.05]]))
+    torch.manual_seed(0)
+    fp = SwinIR(SwinIRConfig(scale=2, depths=(2,), num_heads=(6,))).eval()
+    s0 = calibrate(fp, QuantConfig(4, "deploy"), tiny_sampler(), tiny_settings(0), progress=False)[0]
+    st = calibrate(fp, QuantConfig(4, "deploy"), tiny_sampler(), replace(tiny_settings(8), lr=0.5), progress=False)[0]
+    ratios = torch.cat([(b.step() / a.step()).flatten() for a, b in zip(quantizers(s0), quantizers(st))])
+    assert ratios.min() >= 0.25 - 1e-4 and (ratios < 0.9).any()  # moved, but never below the floor

@@ -25,6 +25,8 @@ def register(subparsers) -> None:
     p.add_argument("--lr-mode", default="auto", choices=("auto", "absolute", "step"),
                    help="DQC update size: absolute (the authors' lr), step (lr relative to each quantizer's DOBI step); "
                         "auto = step in deploy mode, absolute in paper mode")
+    p.add_argument("--step-floor", type=float, default=None,
+                   help="step mode: keep each quantizer's step >= this fraction of its DOBI step (default 0.25; 0 = off)")
     p.add_argument("--no-cuda-graph", action="store_true", help="run the training step eagerly on CUDA")
     p.add_argument("--pack", default=None, metavar="CSRT", help="also write the packed storage file")
     p.add_argument("--out", required=True, help="output checkpoint (.pt)")
@@ -45,8 +47,12 @@ def _calibrate(args) -> int:
     if args.bits not in (2, 3, 4):
         raise CompsrtError(f"--bits must be 2, 3 or 4, got {args.bits}")
     cfg = QuantConfig(bits=args.bits, mode=args.mode, prune=args.prune)
+    if args.step_floor is not None and not 0 <= args.step_floor < 1:
+        raise CompsrtError(f"--step-floor must be in [0, 1), got {args.step_floor}")
     st = DistillSettings(iters=args.iters, batch=args.batch, seed=args.seed, cuda_graph=not args.no_cuda_graph,
-                           lr_mode=args.lr_mode)
+                         lr_mode=args.lr_mode)
+    if args.step_floor is not None:
+        st.step_floor = args.step_floor
     meta = compress(args.scale, cfg, args.out, st, weights=args.weights, data=args.data, device=args.device)
     log = meta["log"]
     print(f"wrote {args.out}: {cfg.tag} x{args.scale}, {log['iters_done']} iterations, "

@@ -29,6 +29,7 @@ from .qmodel import QuantConfig, quantize_model, quantizers, set_observe, traina
 from .quant import S_MIN
 
 FEAT_WEIGHT = 5.0
+STEP_FLOOR = 0.25  # lr_mode "step": no quantizer step may fall below this fraction of its DOBI step
 
 
 @dataclass
@@ -56,6 +57,10 @@ class DistillSettings:
     # steps of ~0.004-0.02, the first Adam step drives most weight steps below zero (clamped at S_MIN),
     # where their gradient is zero for good: the channel's weights are quantized to ~0.
     lr_mode: str = "auto"
+    # "step" mode: after each update, every quantizer's step is kept >= step_floor x its DOBI step (0: off).
+    # Without it, step-relative updates still let a few steps drift to the S_MIN clamp, where they get no
+    # gradient again (docs/calibration.md, "Why, and what to do next").
+    step_floor: float = STEP_FLOOR
 
 
 def _normalized(f: torch.Tensor) -> torch.Tensor:
@@ -147,6 +152,8 @@ def _calibrate(fp, cfg, sampler, st: DistillSettings, progress):
     t_dobi = time.perf_counter() - t0
     params = trainable_params(student)
     scales = update_scales(student) if lr_mode == "step" else None
+    floors = [(fq, st.step_floor * fq.step().detach().clone()) for fq in quantizers(student)] \
+        if lr_mode == "step" and st.step_floor > 0 else []
     if scales is not None and len(scales) != len(params):
         raise CompsrtError("internal: update scales do not match the trainable tensors")
     use_graph = st.cuda_graph and dev.type == "cuda" and st.iters > 0
@@ -178,6 +185,8 @@ def _calibrate(fp, cfg, sampler, st: DistillSettings, progress):
                 torch._foreach_add_(prev, delta)
                 for p, v in zip(params, prev):
                     p.copy_(v)
+        for fq, f in floors:
+            fq.floor_step_(f)
         return loss.detach()
 
     log = {"loss": [], "graph": False, "fused_quantizers": len(fused)}

@@ -3,6 +3,7 @@ the same start with each update rule; logs the loss, first-step gradient sizes p
 steps and relative step changes, and the PSNR gap on held-out centre crops of kodim01-04 (not calibration data).
 
     python -m compsrt.calibration.dqc_diagnosis --iters 40 --dobi 1 --runs absolute,step
+    python -m compsrt.calibration.dqc_diagnosis --iters 400 --dobi 1 --log 50 --runs step,step_floor
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np, torch
 from PIL import Image
 from compsrt.models.weights import load_swinir
 from compsrt.calibration.data import load_training_lr, PatchSampler
-from compsrt.calibration.distill import build_student, dobi_init, distill_loss, eval_distill_loss, update_scales
+from compsrt.calibration.distill import STEP_FLOOR, build_student, dobi_init, distill_loss, eval_distill_loss, update_scales
 from compsrt.calibration.qmodel import QuantConfig, QLinear, OperandQuant, trainable_params
 from compsrt.calibration.quant import S_MIN
 from compsrt.evaluation.metrics import score_y, to_uint8
@@ -64,7 +65,8 @@ def main() -> None:
             for fq in G["w"]:
                 for p in (fq.l, fq.u, fq.alpha, fq.beta): p.requires_grad_(False)
         params = trainable_params(st)
-        scales = update_scales(st) if run == "step" else None
+        scales = update_scales(st) if run.startswith("step") else None
+        floors = [(fq, STEP_FLOOR * fq.step().detach().clone()) for v in G.values() for fq in v] if run == "step_floor" else []
         opt = torch.optim.Adam(params, lr=1e-2, betas=(0.9, 0.99))
         s0 = {k: [fq.step().detach().clone() for fq in v] for k, v in G.items()}
         samp = PatchSampler([im for _, im in imgs], args.patch, "cpu", 1)
@@ -87,6 +89,8 @@ def main() -> None:
             if scales is not None:
                 with torch.no_grad():
                     for p, p0, sc in zip(params, prev, scales): p.copy_(p0 + (p - p0) * sc)
+            for fq, f in floors:
+                fq.floor_step_(f)
             if it == 1 or it % args.log == 0:
                 rel = {k: f"{float(torch.cat([((fq.step().detach()-a)/a).abs().flatten() for fq, a in zip(v, s0[k])]).median()):.2f}" for k, v in G.items()}
                 print(f"[{run}] it {it} train(avg last {min(it,args.log)}) {np.mean(tr[-args.log:]):.5f} eval {eval_distill_loss(fp, st, evx):.5f} t={time.time()-t0:.0f}s", flush=True)

@@ -82,6 +82,13 @@ class FakeQuant(nn.Module):
         s = self.step()
         return self.l + self.beta + s * (1 << (self.bits - 1))
 
+    @torch.no_grad()
+    def floor_step_(self, s_min: torch.Tensor) -> None:
+        """Raise alpha where the step fell below ``s_min`` (a projection after an optimizer step): a step
+        at the ``S_MIN`` clamp has no gradient, so a channel that drifts there is lost for good."""
+        raw = (self.u - self.l) / self.nlev + self.alpha
+        self.alpha.add_((s_min - raw).clamp_min(0))
+
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         if self.observe:
             self.dobi_(t.detach())
