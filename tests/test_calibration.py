@@ -20,7 +20,7 @@ from compsrt.calibration.deploy import deploy_sites
 from compsrt.calibration.distill import DistillSettings, calibrate, eval_distill_loss
 from compsrt.calibration.hadamard import hadamard, rotate_last, rotate_tokens
 from compsrt.calibration.qmodel import QLinear, QuantConfig, freeze_model, prune_mask, quantize_model, quantizers, set_observe
-from compsrt.calibration.quant import FakeQuant, deploy_fq, round_ste
+from compsrt.calibration.quant import FakeQuant, deploy_fq, floor_steps_, round_ste
 from compsrt.errors import CompsrtError
 from compsrt.models.swinir import SwinIR, SwinIRConfig
 
@@ -316,15 +316,18 @@ def test_dqc_step_relative_lr_avoids_weight_step_collapse():
 
 
 def test_step_floor_keeps_steps_off_the_clamp():
-    """``floor_step_`` raises only the steps below the floor, to the floor; calibrate applies it in step mode."""
+    """``floor_steps_`` raises only the steps below the floor, to the floor; calibrate applies it in step mode."""
     fq = FakeQuant(4, "sym", channels=3)
     with torch.no_grad():
         fq.l.copy_(torch.tensor([[-1.0], [-1.0], [-1.0]]))
         fq.u.copy_(torch.tensor([[1.0], [1.0], [1.0]]))
         fq.alpha.copy_(torch.tensor([[0.0], [-0.2], [-0.5]]))  # raw steps 0.133, -0.067, -0.367
-    floor = torch.full((3, 1), 0.05)
-    fq.floor_step_(floor)
+    other = FakeQuant(2, "asym")  # raw step (1 - (-1)) / 3 - 0.9 < 0
+    with torch.no_grad():
+        other.alpha.fill_(-0.9)
+    floor_steps_([fq, other], [torch.full((3, 1), 0.05), torch.tensor(0.1)])
     assert torch.allclose(fq.step(), torch.tensor([[2 / 15], [0.05], [0.05]]))
+    assert torch.allclose(other.step(), torch.tensor(0.1))
     torch.manual_seed(0)
     fp = SwinIR(SwinIRConfig(scale=2, depths=(2,), num_heads=(6,))).eval()
     s0 = calibrate(fp, QuantConfig(4, "deploy"), tiny_sampler(), tiny_settings(0), progress=False)[0]

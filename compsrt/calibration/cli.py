@@ -40,7 +40,7 @@ def register(subparsers) -> None:
 
 def _calibrate(args) -> int:
     from .checkpoint import pack_file
-    from .distill import DistillSettings
+    from .distill import STEP_FLOOR, DistillSettings
     from .pipeline import compress
     from .qmodel import QuantConfig
 
@@ -50,9 +50,7 @@ def _calibrate(args) -> int:
     if args.step_floor is not None and not 0 <= args.step_floor < 1:
         raise CompsrtError(f"--step-floor must be in [0, 1), got {args.step_floor}")
     st = DistillSettings(iters=args.iters, batch=args.batch, seed=args.seed, cuda_graph=not args.no_cuda_graph,
-                         lr_mode=args.lr_mode)
-    if args.step_floor is not None:
-        st.step_floor = args.step_floor
+                         lr_mode=args.lr_mode, step_floor=STEP_FLOOR if args.step_floor is None else args.step_floor)
     meta = compress(args.scale, cfg, args.out, st, weights=args.weights, data=args.data, device=args.device)
     log = meta["log"]
     print(f"wrote {args.out}: {cfg.tag} x{args.scale}, {log['iters_done']} iterations, "

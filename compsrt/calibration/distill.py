@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from ..errors import CompsrtError
 from .data import PatchSampler
 from .qmodel import QuantConfig, quantize_model, quantizers, set_observe, trainable_params
-from .quant import S_MIN
+from .quant import S_MIN, floor_steps_
 
 FEAT_WEIGHT = 5.0
 STEP_FLOOR = 0.25  # lr_mode "step": no quantizer step may fall below this fraction of its DOBI step
@@ -152,8 +152,8 @@ def _calibrate(fp, cfg, sampler, st: DistillSettings, progress):
     t_dobi = time.perf_counter() - t0
     params = trainable_params(student)
     scales = update_scales(student) if lr_mode == "step" else None
-    floors = [(fq, st.step_floor * fq.step().detach().clone()) for fq in quantizers(student)] \
-        if lr_mode == "step" and st.step_floor > 0 else []
+    floored = quantizers(student) if lr_mode == "step" and st.step_floor > 0 else []
+    floors = [st.step_floor * fq.step().detach().clone() for fq in floored]
     if scales is not None and len(scales) != len(params):
         raise CompsrtError("internal: update scales do not match the trainable tensors")
     use_graph = st.cuda_graph and dev.type == "cuda" and st.iters > 0
@@ -185,8 +185,8 @@ def _calibrate(fp, cfg, sampler, st: DistillSettings, progress):
                 torch._foreach_add_(prev, delta)
                 for p, v in zip(params, prev):
                     p.copy_(v)
-        for fq, f in floors:
-            fq.floor_step_(f)
+        if floored:
+            floor_steps_(floored, floors)
         return loss.detach()
 
     log = {"loss": [], "graph": False, "fused_quantizers": len(fused)}

@@ -17,7 +17,7 @@ from compsrt.models.weights import load_swinir
 from compsrt.calibration.data import load_training_lr, PatchSampler
 from compsrt.calibration.distill import STEP_FLOOR, build_student, dobi_init, distill_loss, eval_distill_loss, update_scales
 from compsrt.calibration.qmodel import QuantConfig, QLinear, OperandQuant, trainable_params
-from compsrt.calibration.quant import S_MIN
+from compsrt.calibration.quant import S_MIN, floor_steps_
 from compsrt.evaluation.metrics import score_y, to_uint8
 from compsrt.paths import data_root, cache_dir
 
@@ -66,7 +66,8 @@ def main() -> None:
                 for p in (fq.l, fq.u, fq.alpha, fq.beta): p.requires_grad_(False)
         params = trainable_params(st)
         scales = update_scales(st) if run.startswith("step") else None
-        floors = [(fq, STEP_FLOOR * fq.step().detach().clone()) for v in G.values() for fq in v] if run == "step_floor" else []
+        floored = [fq for v in G.values() for fq in v] if run == "step_floor" else []
+        floors = [STEP_FLOOR * fq.step().detach().clone() for fq in floored]
         opt = torch.optim.Adam(params, lr=1e-2, betas=(0.9, 0.99))
         s0 = {k: [fq.step().detach().clone() for fq in v] for k, v in G.items()}
         samp = PatchSampler([im for _, im in imgs], args.patch, "cpu", 1)
@@ -89,8 +90,8 @@ def main() -> None:
             if scales is not None:
                 with torch.no_grad():
                     for p, p0, sc in zip(params, prev, scales): p.copy_(p0 + (p - p0) * sc)
-            for fq, f in floors:
-                fq.floor_step_(f)
+            if floored:
+                floor_steps_(floored, floors)
             if it == 1 or it % args.log == 0:
                 rel = {k: f"{float(torch.cat([((fq.step().detach()-a)/a).abs().flatten() for fq, a in zip(v, s0[k])]).median()):.2f}" for k, v in G.items()}
                 print(f"[{run}] it {it} train(avg last {min(it,args.log)}) {np.mean(tr[-args.log:]):.5f} eval {eval_distill_loss(fp, st, evx):.5f} t={time.time()-t0:.0f}s", flush=True)

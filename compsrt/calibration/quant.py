@@ -53,6 +53,20 @@ def deploy_fq(t, s, shift, qmin: int, qmax: int, codes_only: bool = False):
     return q * s
 
 
+@torch.no_grad()
+def floor_steps_(fqs: list["FakeQuant"], floors: list[torch.Tensor]) -> None:
+    """Raise each quantizer's alpha where its step fell below its floor (a projection after an optimizer
+    step): a step at the ``S_MIN`` clamp has no gradient, so a channel that drifts there is lost for good.
+    Foreach ops: a handful of kernels for all quantizers (it runs inside the CUDA-graph step)."""
+    alphas = [fq.alpha for fq in fqs]
+    raw = torch._foreach_sub([fq.u for fq in fqs], [fq.l for fq in fqs])
+    torch._foreach_div_(raw, [float(fq.nlev) for fq in fqs])
+    torch._foreach_add_(raw, alphas)
+    gap = torch._foreach_sub(floors, raw)
+    torch._foreach_clamp_min_(gap, 0.0)
+    torch._foreach_add_(alphas, gap)
+
+
 class FakeQuant(nn.Module):
     """One quantizer (per tensor, or per output channel when ``channels`` is given)."""
 
@@ -81,13 +95,6 @@ class FakeQuant(nn.Module):
             return torch.zeros_like(self.l)
         s = self.step()
         return self.l + self.beta + s * (1 << (self.bits - 1))
-
-    @torch.no_grad()
-    def floor_step_(self, s_min: torch.Tensor) -> None:
-        """Raise alpha where the step fell below ``s_min`` (a projection after an optimizer step): a step
-        at the ``S_MIN`` clamp has no gradient, so a channel that drifts there is lost for good."""
-        raw = (self.u - self.l) / self.nlev + self.alpha
-        self.alpha.add_((s_min - raw).clamp_min(0))
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         if self.observe:
