@@ -202,6 +202,27 @@ def test_packed_checkpoint_roundtrip_bit_exact(tmp_path, cfg):
         assert torch.equal(m1(x), y) and torch.equal(m2(x), y)
 
 
+def test_paper_codes_beyond_int8_stay_exact(tmp_path):
+    """Paper mode does not clamp codes: a step that DQC shrank 100x needs wider codes, kept exactly."""
+    fp = tiny_fp()
+    student, log = calibrate(fp, QuantConfig(3, "paper"), tiny_sampler(), tiny_settings(2), progress=False)
+    ql = next(m for m in student.modules() if isinstance(m, QLinear))
+    with torch.no_grad():
+        ql.wq.alpha.copy_(-0.99 * (ql.wq.u - ql.wq.l) / ql.wq.nlev)
+    ckpt = save_checkpoint(student, {"scale": 2, "log": log}, tmp_path / "c.pt")
+    meta, tensors = read_checkpoint(ckpt)
+    codes = next(v for k, v in tensors.items() if k.endswith(".codes"))
+    assert codes.dtype == torch.int32 and int(codes.abs().max()) > 127
+    stats = pack(meta, tensors, tmp_path / "c.csrt")
+    assert stats["code_and_mask_bits_per_quantized_weight"] > 3
+    _, tensors2 = unpack(tmp_path / "c.csrt")
+    for k, v in tensors.items():
+        assert tensors2[k].dtype == v.dtype and torch.equal(tensors2[k], v), k
+    x = torch.rand(1, 3, 8, 16)
+    with torch.no_grad():
+        assert torch.equal(load_compressed_model(tmp_path / "c.csrt")[0](x), student(x))
+
+
 def test_config_and_cli_errors(tmp_path):
     with pytest.raises(CompsrtError):
         QuantConfig(5, "deploy")

@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from compsrt.calibration.distill import STEP_FLOOR  # noqa: E402
+from compsrt.calibration.distill import LR_MODES, STEP_FLOOR  # noqa: E402
 
 
 def parse(c: str):
@@ -48,12 +48,13 @@ def worker(args) -> None:
     cfg = QuantConfig(bits, mode, prune)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tag = f"x{args.scale}_{cfg.tag}"
+    tag = f"x{args.scale}_{cfg.tag}" + ("" if args.lr_mode == "auto" else f"_lr{args.lr_mode}")
     res = {"scale": args.scale, "config": cfg.to_dict(), "tag": tag}
     ckpt = out / f"{tag}.pt"
     st = DistillSettings(iters=args.iters, seed=args.seed, deadline=args.deadline or None,
                          cuda_graph=not args.eager, fused_quantizers=not args.unfused, batch=args.batch,
-                         dobi_batch=args.dobi_batch, step_floor=args.step_floor)
+                         dobi_batch=args.dobi_batch, step_floor=args.step_floor,
+                         lr_mode=args.lr_mode)
     t0 = time.time()
     meta = compress(args.scale, cfg, ckpt, st, device=args.device, progress=False)
     res["calibration"] = meta["log"]
@@ -98,7 +99,8 @@ def fp_eval(args) -> None:
 def launch(args, extra: list[str], log: Path) -> subprocess.Popen:
     cmd = [sys.executable, __file__, "--scale", str(args.scale), "--out", args.out, "--iters", str(args.iters),
            "--datasets", args.datasets, "--seed", str(args.seed), "--device", args.device,
-           "--batch", str(args.batch), "--dobi-batch", str(args.dobi_batch), "--step-floor", str(args.step_floor)] \
+           "--batch", str(args.batch), "--dobi-batch", str(args.dobi_batch), "--step-floor", str(args.step_floor),
+           "--lr-mode", args.lr_mode] \
         + (["--eager"] if args.eager else []) \
         + (["--unfused"] if args.unfused else []) + extra
     return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
@@ -119,6 +121,8 @@ def main() -> None:
     ap.add_argument("--eager", action="store_true", help="no CUDA graph")
     ap.add_argument("--unfused", action="store_true", help="eager quantizers instead of the Triton kernels")
     ap.add_argument("--step-floor", type=float, default=STEP_FLOOR, help="0: off (the 2026-11-30 rows)")
+    ap.add_argument("--lr-mode", default="auto", choices=LR_MODES,
+                    help="DQC update rule (auto: step-relative in deploy mode, the authors' absolute in paper mode)")
     ap.add_argument("--worker", default=None)
     ap.add_argument("--fp", action="store_true")
     ap.add_argument("--deadline", type=float, default=0)

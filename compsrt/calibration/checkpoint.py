@@ -7,7 +7,8 @@ Checkpoint (``torch.save``; read back with ``weights_only=True``)::
 
 ``tensors`` is the frozen quantized model's state dict without the FP weights of quantized Linears:
 FP32 convs / LayerNorms / biases / position tables, per-quantizer ``l, u, alpha, beta``, int8 weight codes
-(``*.codes``, rotated domain, (out, n)) and bool masks (``*.mask``).
+(``*.codes``, rotated domain, (out, n); int32 where paper-mode codes outgrow int8, see ``qmodel.code_dtype``)
+and bool masks (``*.mask``).
 
 Packed file (``.csrt``): ``b"CSRT1\\n"``, an 8-byte little-endian header length, a JSON header (meta +
 tensor table), then the payload. Weight codes are stored bit-packed at the narrowest width that holds
@@ -107,7 +108,7 @@ def _pack_bits(values: np.ndarray, width: int) -> bytes:
     """Unsigned ints < 2**width -> little-endian bit stream."""
     if values.size == 0 or width == 0:
         return b""
-    bits = ((values[:, None].astype(np.uint16) >> np.arange(width, dtype=np.uint16)) & 1).astype(np.uint8)
+    bits = ((values[:, None].astype(np.uint64) >> np.arange(width, dtype=np.uint64)) & 1).astype(np.uint8)
     return np.packbits(bits.reshape(-1), bitorder="little").tobytes()
 
 
@@ -208,7 +209,7 @@ def unpack(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
                 full = np.zeros(n, dtype=np.int64)
                 full[mask] = vals
                 vals = full
-            tensors[e["name"]] = torch.from_numpy(vals.astype(np.int8).reshape(shape))
+            tensors[e["name"]] = torch.from_numpy(vals.astype(_NP[e["dtype"]]).reshape(shape))
     ordered = {e["name"]: tensors[e["name"]] for e in entries}
     return header["meta"], ordered
 

@@ -72,6 +72,19 @@ def prune_mask(wt: torch.Tensor, prune: str | None) -> torch.Tensor:
     return keep.view_as(a)
 
 
+def code_dtype(codes: torch.Tensor) -> torch.dtype:
+    """int8 for codes in the b-bit range; int32 for paper-mode codes, which the authors do not clamp: when
+    DQC shrinks a step (alpha < 0), (u - l) / s exceeds 2**b - 1 and the codes need more bits (kept exactly,
+    so the checkpoint computes what the simulation computed, and the packed size shows the real width)."""
+    lo, hi = (float(codes.min()), float(codes.max())) if codes.numel() else (0.0, 0.0)
+    for dt in (torch.int8, torch.int32):
+        info = torch.iinfo(dt)
+        if info.min <= lo and hi <= info.max:
+            return dt
+    raise CompsrtError(f"weight codes span [{lo:.3g}, {hi:.3g}], beyond int32: a quantizer step collapsed to ~0 "
+                       "(paper mode, unclamped codes); calibrate with --mode deploy, or fewer iterations")
+
+
 class QLinear(nn.Module):
     """A Linear whose weight and input are quantized in the Hadamard domain.
 
@@ -128,7 +141,7 @@ class QLinear(nn.Module):
         codes = self.wq.codes(self.rotated_weight())
         if self.mode == "paper":
             codes = codes * self.mask
-        self.codes = codes.to(torch.int8)
+        self.codes = codes.to(code_dtype(codes))
         self.fp_weight = torch.zeros(0, device=self.codes.device)
 
     def folded_bias(self, w: torch.Tensor) -> torch.Tensor:
