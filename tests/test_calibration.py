@@ -19,7 +19,8 @@ from compsrt.calibration.data import PatchSampler
 from compsrt.calibration.deploy import deploy_sites
 from compsrt.calibration.distill import DistillSettings, calibrate, eval_distill_loss
 from compsrt.calibration.hadamard import hadamard, rotate_last, rotate_tokens
-from compsrt.calibration.qmodel import QLinear, QuantConfig, freeze_model, prune_mask, quantize_model, quantizers, set_observe
+from compsrt.calibration.qmodel import (QLinear, QuantConfig, freeze_model, prune_mask, quantize_model, quantizers,
+                                       set_observe, weight_code_bits)
 from compsrt.calibration.quant import FakeQuant, deploy_fq, floor_steps_, round_ste
 from compsrt.errors import CompsrtError
 from compsrt.models.swinir import SwinIR, SwinIRConfig
@@ -95,6 +96,7 @@ def test_codes_stay_in_range():
                 assert c.dtype == torch.int8 and int(c.min()) >= lo and int(c.max()) <= hi
                 assert (c[~s["mask"]] == 0).all()
                 assert (s["qmin"], s["qmax"]) == (lo, hi)
+        assert weight_code_bits(q) == bits  # deploy codes are clamped: never wider than b bits
         fq = next(m for m in q.modules() if isinstance(m, QLinear)).aq
         codes = fq.codes(torch.randn(1000) * 100)
         assert codes.min() >= lo and codes.max() <= hi and torch.equal(codes, codes.round())
@@ -209,6 +211,7 @@ def test_paper_codes_beyond_int8_stay_exact(tmp_path):
     ql = next(m for m in student.modules() if isinstance(m, QLinear))
     with torch.no_grad():
         ql.wq.alpha.copy_(-0.99 * (ql.wq.u - ql.wq.l) / ql.wq.nlev)
+    assert weight_code_bits(student) > 3
     ckpt = save_checkpoint(student, {"scale": 2, "log": log}, tmp_path / "c.pt")
     meta, tensors = read_checkpoint(ckpt)
     codes = next(v for k, v in tensors.items() if k.endswith(".codes"))
@@ -243,6 +246,20 @@ def test_config_and_cli_errors(tmp_path):
     args = parser.parse_args(["pack", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x.csrt")])
     with pytest.raises(CompsrtError):
         args.func(args)
+
+
+def test_calibrate_cli_warns_when_codes_outgrow_their_bits(tmp_path, monkeypatch, capsys):
+    from compsrt.calibration import cli, pipeline
+
+    log = {"iters_done": 1, "seconds_total": 1.0, "seconds_dobi": 0.5, "collapsed_steps": 7}
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["calibrate", "--scale", "2", "--bits", "3", "--mode", "paper", "--out", str(tmp_path / "x.pt")])
+    for width, warned in ((3, False), (9, True)):
+        monkeypatch.setattr(pipeline, "compress", lambda *a, **k: {"log": dict(log, weight_code_bits=width)})
+        assert args.func(args) == 0
+        out = capsys.readouterr().out
+        assert ("need up to 9 bits, not 3" in out) == warned, out
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -86,7 +86,7 @@ class PatchSampler:
     def __init__(self, images: list[np.ndarray], patch: int = 64, device: str | torch.device = "cpu", seed: int = 0):
         self.patch = patch
         self.device = torch.device(device)
-        self.images = [torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).to(self.device)
+        self.images = [torch.from_numpy(np.array(im)).permute(2, 0, 1).to(self.device)  # a writable copy
                        for im in images if min(im.shape[:2]) >= patch]
         if not self.images:
             raise CompsrtError(f"no training image is at least {patch}x{patch} LR pixels")

@@ -136,11 +136,17 @@ class QLinear(nn.Module):
         return w
 
     @torch.no_grad()
+    def weight_codes(self) -> torch.Tensor:
+        """Integer codes (as float) of the rotated weight, zero where pruned; the stored ones once frozen."""
+        if self.frozen:
+            return self.codes.float()
+        codes = self.wq.codes(self.rotated_weight())
+        return codes * self.mask if self.mode == "paper" else codes
+
+    @torch.no_grad()
     def freeze_(self) -> None:
         """Store the integer codes of the rotated weight and drop the FP weight."""
-        codes = self.wq.codes(self.rotated_weight())
-        if self.mode == "paper":
-            codes = codes * self.mask
+        codes = self.weight_codes()
         self.codes = codes.to(code_dtype(codes))
         self.fp_weight = torch.zeros(0, device=self.codes.device)
 
@@ -279,6 +285,18 @@ def trainable_params(model: nn.Module) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
+def weight_code_bits(model: nn.Module) -> int:
+    """Bits the widest kept weight-code range needs: ``bits`` while codes stay in their b-bit range (always
+    in deploy mode); more when paper-mode DQC shrank a step below (u - l) / (2**b - 1)."""
+    widths = [0]
+    for m in model.modules():
+        if isinstance(m, QLinear):
+            kept = m.weight_codes()[m.mask]
+            if kept.numel():
+                widths.append(int(kept.max() - kept.min()).bit_length())
+    return max(widths)
+
+
 def freeze_model(model: nn.Module) -> None:
     for m in qlinears(model):
         if not m.frozen:

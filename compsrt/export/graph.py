@@ -66,7 +66,7 @@ def _linear_site(index: int, name: str, q: nn.Module) -> Site:
     """Site record of a calibration ``QLinear`` (deploy mode, frozen or not)."""
     with torch.no_grad():
         aq, wq = q.aq, q.wq
-        codes = q.codes if q.codes.numel() else wq.codes(q.rotated_weight())
+        codes = q.weight_codes()
         w = q.qweight()
         bias = q.folded_bias(w)
         site = Site(
