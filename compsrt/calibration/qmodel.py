@@ -289,14 +289,14 @@ def weight_code_bits(model: nn.Module) -> int:
     """Bits the widest kept weight-code range needs: ``bits`` while codes stay in their b-bit range (always
     in deploy mode); more when paper-mode DQC shrank a step below (u - l) / (2**b - 1)."""
     widths = [0]
-    for m in model.modules():
-        if isinstance(m, QLinear):
-            kept = m.weight_codes()[m.mask]
-            if kept.numel():
-                widths.append(int(kept.max() - kept.min()).bit_length())
+    for m in qlinears(model):
+        kept = m.weight_codes()[m.mask]
+        if kept.numel():
+            widths.append(int(kept.max() - kept.min()).bit_length())
     return max(widths)
 
 
+@torch.no_grad()
 def freeze_model(model: nn.Module) -> None:
     for m in qlinears(model):
         if not m.frozen:
