@@ -19,8 +19,8 @@ from compsrt.calibration.data import PatchSampler
 from compsrt.calibration.deploy import deploy_sites
 from compsrt.calibration.distill import DistillSettings, calibrate, eval_distill_loss
 from compsrt.calibration.hadamard import hadamard, rotate_last, rotate_tokens
-from compsrt.calibration.qmodel import (QLinear, QuantConfig, freeze_model, prune_mask, quantize_model, quantizers,
-                                       set_observe, weight_code_bits)
+from compsrt.calibration.qmodel import (QLinear, QuantConfig, activation_code_bits, freeze_model, prune_mask,
+                                       quantize_model, quantizers, set_observe, weight_code_bits)
 from compsrt.calibration.quant import FakeQuant, deploy_fq, floor_steps_, round_ste
 from compsrt.errors import CompsrtError
 from compsrt.models.swinir import SwinIR, SwinIRConfig
@@ -96,7 +96,7 @@ def test_codes_stay_in_range():
                 assert c.dtype == torch.int8 and int(c.min()) >= lo and int(c.max()) <= hi
                 assert (c[~s["mask"]] == 0).all()
                 assert (s["qmin"], s["qmax"]) == (lo, hi)
-        assert weight_code_bits(q) == bits  # deploy codes are clamped: never wider than b bits
+        assert weight_code_bits(q) == activation_code_bits(q) == bits  # deploy codes are clamped to b bits
         fq = next(m for m in q.modules() if isinstance(m, QLinear)).aq
         codes = fq.codes(torch.randn(1000) * 100)
         assert codes.min() >= lo and codes.max() <= hi and torch.equal(codes, codes.round())
@@ -204,6 +204,20 @@ def test_packed_checkpoint_roundtrip_bit_exact(tmp_path, cfg):
         assert torch.equal(m1(x), y) and torch.equal(m2(x), y)
 
 
+def test_code_span_grows_when_paper_steps_shrink():
+    fq = FakeQuant(3, "paper")
+    with torch.no_grad():
+        fq.l.fill_(-0.7)
+        fq.u.fill_(0.7)
+        assert int(fq.code_span()) == 7  # 2**3 - 1 levels apart at alpha = 0
+        codes = fq.codes(torch.linspace(-2, 2, 1001))
+        assert int(codes.max() - codes.min()) == 7
+        fq.alpha.fill_(-0.5 * 1.4 / 7)  # half the step: twice the span, one bit more
+        codes = fq.codes(torch.linspace(-2, 2, 1001))
+        assert int(fq.code_span()) == int(codes.max() - codes.min()) == 14
+    assert int(FakeQuant(3, "asym").code_span()) == 7  # deploy: clamped, whatever the step
+
+
 def test_paper_codes_beyond_int8_stay_exact(tmp_path):
     """Paper mode does not clamp codes: a step that DQC shrank 100x needs wider codes, kept exactly."""
     fp = tiny_fp()
@@ -255,11 +269,11 @@ def test_calibrate_cli_warns_when_codes_outgrow_their_bits(tmp_path, monkeypatch
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["calibrate", "--scale", "2", "--bits", "3", "--mode", "paper", "--out", str(tmp_path / "x.pt")])
-    for width, warned in ((3, False), (9, True)):
-        monkeypatch.setattr(pipeline, "compress", lambda *a, **k: {"log": dict(log, weight_code_bits=width)})
+    for wb, ab, warned in ((3, 3, False), (9, 3, True), (3, 5, True)):
+        monkeypatch.setattr(pipeline, "compress", lambda *a, **k: {"log": dict(log, weight_code_bits=wb, activation_code_bits=ab)})
         assert args.func(args) == 0
         out = capsys.readouterr().out
-        assert ("need up to 9 bits, not 3" in out) == warned, out
+        assert (f"need up to {wb} bits (weights) and {ab} bits (activations), not 3" in out) == warned, out
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

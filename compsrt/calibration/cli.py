@@ -55,11 +55,11 @@ def _calibrate(args) -> int:
     log = meta["log"]
     print(f"wrote {args.out}: {cfg.tag} x{args.scale}, {log['iters_done']} iterations, "
           f"{log['seconds_total']:.1f} s (DOBI {log['seconds_dobi']:.1f} s)")
-    if log["weight_code_bits"] > cfg.bits:
-        b = cfg.bits
-        print(f"warning: weight codes need up to {log['weight_code_bits']} bits, not {b}: paper mode does not clamp "
-              f"codes and DQC shrank quantizer steps ({log['collapsed_steps']} collapsed to ~0), so this is not a "
-              f"{b}-bit model; deploy mode clamps codes to {b} bits (docs/calibration.md, 'Paper mode')")
+    b, wb, ab = cfg.bits, log["weight_code_bits"], log["activation_code_bits"]
+    if max(wb, ab) > b:
+        print(f"warning: codes need up to {wb} bits (weights) and {ab} bits (activations), not {b}: paper mode does "
+              f"not clamp codes and DQC shrank quantizer steps ({log['collapsed_steps']} collapsed to ~0), so this "
+              f"is not a {b}-bit model; deploy mode clamps codes to {b} bits (docs/calibration.md, 'Paper mode')")
     if args.pack:
         print(json.dumps(pack_file(args.out, args.pack)))
     return 0

@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 
 from ..errors import CompsrtError
 from .data import PatchSampler
-from .qmodel import QuantConfig, quantize_model, quantizers, set_observe, trainable_params, weight_code_bits
+from .qmodel import (QuantConfig, activation_code_bits, quantize_model, quantizers, set_observe, trainable_params,
+                     weight_code_bits)
 from .quant import S_MIN, floor_steps_
 
 FEAT_WEIGHT = 5.0
@@ -255,6 +256,7 @@ def _calibrate(fp, cfg, sampler, st: DistillSettings, progress):
         seconds_per_iter=(t_end - t_train) / max(it, 1), seconds_setup=t_steady - t_train,
         seconds_per_iter_steady=(t_end - t_steady) / max(it - it_steady, 1), n_quantizers=len(quantizers(student)),
         lr_mode=lr_mode, collapsed_steps=collapsed_steps(student), weight_code_bits=weight_code_bits(student),
+        activation_code_bits=activation_code_bits(student),
         n_trainable=sum(p.numel() for p in params), device=str(torch.cuda.get_device_name(dev)) if dev.type == "cuda" else platform.processor() or "cpu",
         torch=str(torch.__version__),
     )

@@ -296,6 +296,13 @@ def weight_code_bits(model: nn.Module) -> int:
     return max(widths)
 
 
+def activation_code_bits(model: nn.Module) -> int:
+    """Bits the widest code span of the activation and attention quantizers needs (``bits`` in deploy mode)."""
+    weights = {id(m.wq) for m in qlinears(model)}
+    spans = [int(fq.code_span().max()) for fq in quantizers(model) if id(fq) not in weights]
+    return max(spans, default=0).bit_length()
+
+
 @torch.no_grad()
 def freeze_model(model: nn.Module) -> None:
     for m in qlinears(model):

@@ -96,6 +96,15 @@ class FakeQuant(nn.Module):
         s = self.step()
         return self.l + self.beta + s * (1 << (self.bits - 1))
 
+    @torch.no_grad()
+    def code_span(self) -> torch.Tensor:
+        """Largest minus smallest code it can emit: 2**b - 1 in deploy mode (clamped); in paper mode that of
+        inputs clipped to [l, u], which exceeds 2**b - 1 once alpha < 0 has shrunk the step."""
+        if self.kind != "paper":
+            return torch.full_like(self.l, float(self.qmax - self.qmin))
+        s, z = self.step(), self.l + self.beta
+        return torch.round((self.u - z) / s) - torch.round((self.l - z) / s)
+
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         if self.observe:
             self.dobi_(t.detach())
