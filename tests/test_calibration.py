@@ -171,10 +171,9 @@ def test_prune_masks():
     assert (m24.reshape(60, 16, 4).sum(-1) == 2).all()
 
 
-@pytest.mark.parametrize("mode", ["deploy"])
-def test_short_calibration_lowers_distillation_loss(mode):
+@pytest.mark.parametrize("cfg", [QuantConfig(2, "deploy"), QuantConfig(2, "paper", clamp_codes=True)], ids=str)
+def test_short_calibration_lowers_distillation_loss(cfg):
     fp = tiny_fp()
-    cfg = QuantConfig(2, mode)
     x = tiny_sampler(seed=7).sample(4)
     before, _ = calibrate(fp, cfg, tiny_sampler(), tiny_settings(0), progress=False)
     after, log = calibrate(fp, cfg, tiny_sampler(), tiny_settings(20), progress=False)
@@ -215,23 +214,33 @@ def test_code_span_grows_when_paper_steps_shrink():
         fq.alpha.fill_(-0.5 * 1.4 / 7)  # half the step: twice the span, one bit more
         codes = fq.codes(torch.linspace(-2, 2, 1001))
         assert int(fq.code_span()) == int(codes.max() - codes.min()) == 14
+        clamped = FakeQuant(3, "paper", clamp=True)
+        clamped.load_state_dict(fq.state_dict())
+        assert int(clamped.code_span()) == 7
+        codes = clamped.codes(torch.linspace(-2, 2, 1001))
+        assert codes.min() == 0 and codes.max() == 7
     assert int(FakeQuant(3, "asym").code_span()) == 7  # deploy: clamped, whatever the step
 
 
-def test_paper_codes_beyond_int8_stay_exact(tmp_path):
-    """Paper mode does not clamp codes: a step that DQC shrank 100x needs wider codes, kept exactly."""
+@pytest.mark.parametrize("clamp", [False, True])
+def test_paper_codes_outgrow_their_bits_unless_clamped(tmp_path, clamp):
+    """Paper mode does not clamp codes: a step that DQC shrank 100x needs wider codes, kept exactly
+    (int32); with ``clamp_codes`` they stay b-bit."""
     fp = tiny_fp()
-    student, log = calibrate(fp, QuantConfig(3, "paper"), tiny_sampler(), tiny_settings(2), progress=False)
+    student, log = calibrate(fp, QuantConfig(3, "paper", clamp_codes=clamp), tiny_sampler(), tiny_settings(2),
+                             progress=False)
     ql = next(m for m in student.modules() if isinstance(m, QLinear))
     with torch.no_grad():
-        ql.wq.alpha.copy_(-0.99 * (ql.wq.u - ql.wq.l) / ql.wq.nlev)
-    assert weight_code_bits(student) > 3
+        for fq in (ql.wq, ql.aq):
+            fq.alpha.copy_(-0.99 * (fq.u - fq.l) / fq.nlev)
+    assert (weight_code_bits(student) > 3) == (activation_code_bits(student) > 3) == (not clamp)
     ckpt = save_checkpoint(student, {"scale": 2, "log": log}, tmp_path / "c.pt")
     meta, tensors = read_checkpoint(ckpt)
     codes = next(v for k, v in tensors.items() if k.endswith(".codes"))
-    assert codes.dtype == torch.int32 and int(codes.abs().max()) > 127
+    assert codes.dtype == (torch.int8 if clamp else torch.int32) and (int(codes.abs().max()) > 127) == (not clamp)
+    assert QuantConfig(**meta["quant"]).clamp_codes == clamp
     stats = pack(meta, tensors, tmp_path / "c.csrt")
-    assert stats["code_and_mask_bits_per_quantized_weight"] > 3
+    assert (stats["code_and_mask_bits_per_quantized_weight"] > 3.2) == (not clamp)  # 3 bits x 16/15 padding
     _, tensors2 = unpack(tmp_path / "c.csrt")
     for k, v in tensors.items():
         assert tensors2[k].dtype == v.dtype and torch.equal(tensors2[k], v), k
@@ -247,6 +256,8 @@ def test_config_and_cli_errors(tmp_path):
         QuantConfig(4, "paper", "2:4")
     with pytest.raises(CompsrtError):
         QuantConfig(4, "deploy", "1.5")
+    with pytest.raises(CompsrtError, match="--clamp-codes"):
+        QuantConfig(4, "deploy", clamp_codes=True)
     from compsrt.calibration import cli
 
     parser = argparse.ArgumentParser()
@@ -292,13 +303,13 @@ import copy, sys, torch
 from compsrt.calibration.quant import FakeQuant
 dev, worst = sys.argv[1], 0.0
 torch.manual_seed(0)
-for kind in ("paper", "asym", "sym"):
+for kind, clamp in (("paper", False), ("paper", True), ("asym", False), ("sym", False)):
     for bits, shape in ((2, (3, 2, 7, 16)), (4, (2, 700, 64))):
-        fq = FakeQuant(bits, kind).to(dev)
+        fq = FakeQuant(bits, kind, clamp=clamp).to(dev)
         t = torch.randn(*shape, device=dev) * 2
         fq.dobi_(t)
         with torch.no_grad():
-            fq.alpha.add_(0.01)
+            fq.alpha.add_(-0.3 * fq.step() if clamp else 0.01)  # clamp: a shrunk step, codes beyond [0, nlev]
             fq.beta.add_(0.0 if kind == "sym" else 0.05)
             fq.l.copy_(t.flatten()[3])  # a tie of max(t, l) at one element
         w = torch.randn(*shape, device=dev)

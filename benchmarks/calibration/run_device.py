@@ -45,7 +45,7 @@ def worker(args) -> None:
     from compsrt.paths import benchmarks_dir
 
     mode, bits, prune = parse(args.worker)
-    cfg = QuantConfig(bits, mode, prune)
+    cfg = QuantConfig(bits, mode, prune, clamp_codes=args.clamp_codes)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = f"x{args.scale}_{cfg.tag}" + ("" if args.lr_mode == "auto" else f"_lr{args.lr_mode}")
@@ -102,7 +102,8 @@ def launch(args, extra: list[str], log: Path) -> subprocess.Popen:
            "--batch", str(args.batch), "--dobi-batch", str(args.dobi_batch), "--step-floor", str(args.step_floor),
            "--lr-mode", args.lr_mode] \
         + (["--eager"] if args.eager else []) \
-        + (["--unfused"] if args.unfused else []) + extra
+        + (["--unfused"] if args.unfused else []) \
+        + (["--clamp-codes"] if args.clamp_codes else []) + extra
     return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
 
@@ -123,6 +124,7 @@ def main() -> None:
     ap.add_argument("--step-floor", type=float, default=STEP_FLOOR, help="0: off (the 2026-11-30 rows)")
     ap.add_argument("--lr-mode", default="auto", choices=LR_MODES,
                     help="DQC update rule (auto: step-relative in deploy mode, the authors' absolute in paper mode)")
+    ap.add_argument("--clamp-codes", action="store_true", help="paper configs: codes clamped to b bits")
     ap.add_argument("--worker", default=None)
     ap.add_argument("--fp", action="store_true")
     ap.add_argument("--deadline", type=float, default=0)

@@ -16,6 +16,8 @@ def register(subparsers) -> None:
     p.add_argument("--bits", type=int, required=True, help="weight and activation bit-width: 2, 3 or 4")
     p.add_argument("--mode", default="deploy", choices=("deploy", "paper"))
     p.add_argument("--prune", default=None, help="unstructured ratio (e.g. 0.4) or 2:4 (deploy only)")
+    p.add_argument("--clamp-codes", action="store_true",
+                   help="paper mode: clamp codes to b bits (the authors' codes are unclamped and can outgrow them)")
     p.add_argument("--iters", type=int, default=4000)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
@@ -46,7 +48,7 @@ def _calibrate(args) -> int:
 
     if args.bits not in (2, 3, 4):
         raise CompsrtError(f"--bits must be 2, 3 or 4, got {args.bits}")
-    cfg = QuantConfig(bits=args.bits, mode=args.mode, prune=args.prune)
+    cfg = QuantConfig(bits=args.bits, mode=args.mode, prune=args.prune, clamp_codes=args.clamp_codes)
     if args.step_floor is not None and not 0 <= args.step_floor < 1:
         raise CompsrtError(f"--step-floor must be in [0, 1), got {args.step_floor}")
     st = DistillSettings(iters=args.iters, batch=args.batch, seed=args.seed, cuda_graph=not args.no_cuda_graph,
@@ -59,7 +61,8 @@ def _calibrate(args) -> int:
     if max(wb, ab) > b:
         print(f"warning: codes need up to {wb} bits (weights) and {ab} bits (activations), not {b}: paper mode does "
               f"not clamp codes and DQC shrank quantizer steps ({log['collapsed_steps']} collapsed to ~0), so this "
-              f"is not a {b}-bit model; deploy mode clamps codes to {b} bits (docs/calibration.md, 'Paper mode')")
+              f"is not a {b}-bit model; deploy mode, or --clamp-codes in paper mode, keeps codes to {b} bits "
+              "(docs/calibration.md, 'Paper mode')")
     if args.pack:
         print(json.dumps(pack_file(args.out, args.pack)))
     return 0

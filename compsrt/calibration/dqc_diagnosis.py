@@ -4,6 +4,7 @@ steps and relative step changes, and the PSNR gap on held-out centre crops of ko
 
     python -m compsrt.calibration.dqc_diagnosis --iters 40 --dobi 1 --runs absolute,step
     python -m compsrt.calibration.dqc_diagnosis --iters 400 --dobi 1 --log 50 --runs step,step_floor
+    python -m compsrt.calibration.dqc_diagnosis --iters 400 --dobi 1 --log 100 --runs step_floor --mode paper [--clamp-codes]
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from PIL import Image
 from compsrt.models.weights import load_swinir
 from compsrt.calibration.data import load_training_lr, PatchSampler
 from compsrt.calibration.distill import STEP_FLOOR, build_student, dobi_init, distill_loss, eval_distill_loss, update_scales
-from compsrt.calibration.qmodel import QuantConfig, QLinear, OperandQuant, trainable_params
+from compsrt.calibration.qmodel import (QuantConfig, QLinear, OperandQuant, activation_code_bits, trainable_params,
+                                       weight_code_bits)
 from compsrt.calibration.quant import S_MIN, floor_steps_
 from compsrt.evaluation.metrics import score_y, to_uint8
 from compsrt.paths import data_root, cache_dir
@@ -30,12 +32,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=2); ap.add_argument("--patch", type=int, default=32)
     ap.add_argument("--dobi", type=int, default=4); ap.add_argument("--log", type=int, default=10)
     ap.add_argument("--runs", default="absolute,step,freeze_w")
+    ap.add_argument("--mode", default="deploy", choices=("deploy", "paper"))
+    ap.add_argument("--clamp-codes", action="store_true", help="paper mode held to b-bit codes")
     args = ap.parse_args()
     T = time.time()
     fp = load_swinir(4).eval()
     imgs = load_training_lr(4, sets=("T91",), progress=False)  # calibration: T91 only; Kodak held out
     evx = PatchSampler([im for _, im in imgs], args.patch, "cpu", 123).sample(4)
-    cfg = QuantConfig(args.bits, "deploy")
+    cfg = QuantConfig(args.bits, args.mode, clamp_codes=args.clamp_codes)
     base = build_student(fp, cfg)
     dobi_init(base, PatchSampler([im for _, im in imgs], args.patch, "cpu", 0).sample(args.dobi))
     print(f"DOBI done {time.time()-T:.0f}s", flush=True)
@@ -96,7 +100,8 @@ def main() -> None:
                 rel = {k: f"{float(torch.cat([((fq.step().detach()-a)/a).abs().flatten() for fq, a in zip(v, s0[k])]).median()):.2f}" for k, v in G.items()}
                 print(f"[{run}] it {it} train(avg last {min(it,args.log)}) {np.mean(tr[-args.log:]):.5f} eval {eval_distill_loss(fp, st, evx):.5f} t={time.time()-t0:.0f}s", flush=True)
                 print(f"   collapsed steps {collapsed(G)}  median |ds/s0| {rel}", flush=True)
-        print(f"[{run}] FINAL eval loss {eval_distill_loss(fp, st, evx):.5f} kodak gap {psnr(st)-P_FP:+.3f} dB", flush=True)
+        print(f"[{run}] FINAL eval loss {eval_distill_loss(fp, st, evx):.5f} kodak gap {psnr(st)-P_FP:+.3f} dB, "
+              f"code bits: weights {weight_code_bits(st)}, activations {activation_code_bits(st)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ quantizers (deploy weights, small) stay eager.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import triton
 import triton.language as tl
@@ -59,18 +61,19 @@ def _deploy_bwd(g_ptr, t_ptr, gt_ptr, part_ptr, s_ptr, shift_ptr, n, qmin, qmax,
 
 
 @triton.jit
-def _paper_fwd(t_ptr, y_ptr, l_ptr, u_ptr, s_ptr, z_ptr, n, BLOCK: tl.constexpr):
+def _paper_fwd(t_ptr, y_ptr, l_ptr, u_ptr, s_ptr, z_ptr, n, qlo, qhi, BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = offs < n
     t = tl.load(t_ptr + offs, mask=m, other=0.0)
     s = tl.load(s_ptr)
     z = tl.load(z_ptr)
     c = tl.minimum(tl.maximum(t, tl.load(l_ptr)), tl.load(u_ptr))
-    tl.store(y_ptr + offs, _rint((c - z) / s) * s + z, mask=m)
+    q = tl.minimum(tl.maximum(_rint((c - z) / s), qlo), qhi)
+    tl.store(y_ptr + offs, q * s + z, mask=m)
 
 
 @triton.jit
-def _paper_bwd(g_ptr, t_ptr, gt_ptr, part_ptr, l_ptr, u_ptr, s_ptr, z_ptr, n, BLOCK: tl.constexpr):
+def _paper_bwd(g_ptr, t_ptr, gt_ptr, part_ptr, l_ptr, u_ptr, s_ptr, z_ptr, n, qlo, qhi, BLOCK: tl.constexpr):
     pid = tl.program_id(0)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     m = offs < n
@@ -83,12 +86,17 @@ def _paper_bwd(g_ptr, t_ptr, gt_ptr, part_ptr, l_ptr, u_ptr, s_ptr, z_ptr, n, BL
     w_t = tl.where(t > lo, 1.0, tl.where(t == lo, 0.5, 0.0))  # share of max(t, l)'s gradient going to t
     w_a = tl.where(a < hi, 1.0, tl.where(a == hi, 0.5, 0.0))  # share of min(a, u)'s gradient going to a
     v = (tl.minimum(a, hi) - tl.load(z_ptr)) / s
+    r = _rint(v)
+    inside = (r >= qlo) & (r <= qhi)  # always, without a code clamp
+    gin = tl.where(inside, g, 0.0)
     np_ = tl.num_programs(0)
-    tl.store(gt_ptr + offs, g * w_t * w_a, mask=m)
-    tl.store(part_ptr + pid, tl.sum(g * (1.0 - w_t) * w_a, axis=0))  # d/dl (through the clip)
-    tl.store(part_ptr + np_ + pid, tl.sum(g * (1.0 - w_a), axis=0))  # d/du
-    tl.store(part_ptr + 2 * np_ + pid, tl.sum(g * (_rint(v) - v), axis=0))  # d/ds
-    # d/dz is 0 under the straight-through round: z cancels inside [l, u]
+    tl.store(gt_ptr + offs, gin * w_t * w_a, mask=m)
+    tl.store(part_ptr + pid, tl.sum(gin * (1.0 - w_t) * w_a, axis=0))  # d/dl (through the clip)
+    tl.store(part_ptr + np_ + pid, tl.sum(gin * (1.0 - w_a), axis=0))  # d/du
+    q = tl.minimum(tl.maximum(r, qlo), qhi)
+    tl.store(part_ptr + 2 * np_ + pid, tl.sum(g * (q - tl.where(inside, v, 0.0)), axis=0))  # d/ds
+    # d/dz: z cancels under the straight-through round inside the code range, so only clamped codes count
+    tl.store(part_ptr + 3 * np_ + pid, tl.sum(g - gin, axis=0))
 
 
 def _grid(n: int) -> tuple[int]:
@@ -119,11 +127,12 @@ class _DeployFQ(torch.autograd.Function):
 
 class _PaperFQ(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, t, l, u, s, z):
+    def forward(ctx, t, l, u, s, z, qlo: float, qhi: float):
         t = t.contiguous()
         y = torch.empty_like(t)
-        _paper_fwd[_grid(t.numel())](t, y, l, u, s, z, t.numel(), BLOCK=BLOCK)
+        _paper_fwd[_grid(t.numel())](t, y, l, u, s, z, t.numel(), qlo, qhi, BLOCK=BLOCK)
         ctx.save_for_backward(t, l, u, s, z)
+        ctx.q = (qlo, qhi)
         return y
 
     @staticmethod
@@ -132,15 +141,16 @@ class _PaperFQ(torch.autograd.Function):
         g = g.contiguous()
         (nprog,) = _grid(t.numel())
         gt = torch.empty_like(t)
-        part = torch.empty(3, nprog, device=t.device, dtype=torch.float32)
-        _paper_bwd[(nprog,)](g, t, gt, part, l, u, s, z, t.numel(), BLOCK=BLOCK)
-        gl, gu, gs = part.sum(1)
-        return gt, gl.reshape(l.shape), gu.reshape(u.shape), gs.reshape(s.shape), None
+        part = torch.empty(4, nprog, device=t.device, dtype=torch.float32)
+        _paper_bwd[(nprog,)](g, t, gt, part, l, u, s, z, t.numel(), *ctx.q, BLOCK=BLOCK)
+        gl, gu, gs, gz = part.sum(1)
+        return gt, gl.reshape(l.shape), gu.reshape(u.shape), gs.reshape(s.shape), gz.reshape(z.shape), None, None
 
 
 def fused_fake_quant(fq, t: torch.Tensor) -> torch.Tensor:
     """What ``fq(t)`` computes (a per-tensor :class:`.quant.FakeQuant`), through the Triton kernels."""
     s = fq.step()
     if fq.kind == "paper":
-        return _PaperFQ.apply(t, fq.l, fq.u, s, fq.l + fq.beta)
+        qlo, qhi = (0.0, float(fq.nlev)) if fq.clamp else (-math.inf, math.inf)
+        return _PaperFQ.apply(t, fq.l, fq.u, s, fq.l + fq.beta, qlo, qhi)
     return _DeployFQ.apply(t, s, fq.shift(), fq.qmin, fq.qmax)

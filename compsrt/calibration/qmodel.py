@@ -26,12 +26,15 @@ class QuantConfig:
     bits: int = 4
     mode: str = "deploy"
     prune: str | None = None  # None, "0.4" (unstructured ratio) or "2:4"
+    clamp_codes: bool = False  # paper mode held to b-bit codes (deploy codes are always clamped)
 
     def __post_init__(self):
         if self.bits not in BITS:
             raise CompsrtError(f"--bits must be one of {BITS}, got {self.bits}")
         if self.mode not in MODES:
             raise CompsrtError(f"--mode must be one of {MODES}, got {self.mode!r}")
+        if self.clamp_codes and self.mode != "paper":
+            raise CompsrtError("--clamp-codes is for paper mode: deploy mode always clamps codes to b bits")
         if self.prune is not None:
             if self.prune == "2:4":
                 if self.mode != "deploy":
@@ -50,7 +53,7 @@ class QuantConfig:
     @property
     def tag(self) -> str:
         p = "" if self.prune is None else ("_p24" if self.prune == "2:4" else f"_p{self.prune}")
-        return f"{self.mode}_w{self.bits}a{self.bits}{p}"
+        return f"{self.mode}_w{self.bits}a{self.bits}{'_clamped' if self.clamp_codes else ''}{p}"
 
 
 def prune_mask(wt: torch.Tensor, prune: str | None) -> torch.Tensor:
@@ -106,8 +109,9 @@ class QLinear(nn.Module):
         self.register_buffer("codes", torch.zeros(0, dtype=torch.int8))
         self.register_buffer("mask", torch.ones(self.out_features, self.n, dtype=torch.bool))
         wkind = "paper" if cfg.mode == "paper" else "sym"
-        self.wq = FakeQuant(cfg.bits, wkind, channels=self.out_features if cfg.mode == "deploy" else None)
-        self.aq = FakeQuant(cfg.bits, "paper" if cfg.mode == "paper" else "asym")
+        self.wq = FakeQuant(cfg.bits, wkind, channels=self.out_features if cfg.mode == "deploy" else None,
+                            clamp=cfg.clamp_codes)
+        self.aq = FakeQuant(cfg.bits, "paper" if cfg.mode == "paper" else "asym", clamp=cfg.clamp_codes)
 
     @property
     def frozen(self) -> bool:
@@ -213,7 +217,7 @@ class OperandQuant(nn.Module):
             kind = "paper"
         else:
             kind = "asym" if role == "k" else "sym"
-        self.fq = FakeQuant(cfg.bits, kind)
+        self.fq = FakeQuant(cfg.bits, kind, clamp=cfg.clamp_codes)
 
     def rotate(self, t: torch.Tensor) -> torch.Tensor:
         if self.mode == "deploy" and self.role == "v":

@@ -5,7 +5,9 @@ for per-channel weights); with ``nlev = 2**b - 1``:
 
 * step     ``s = max((u - l) / nlev + alpha, S_MIN)``
 * paper    (``kind="paper"``):  ``c = clip(t, l, u)``, ``q = round((c - z) / s)`` with ``z = l + beta``,
-  value ``s*q + z``; codes are not clamped (the authors' simulation).
+  value ``s*q + z``; codes are not clamped (the authors' simulation), so once ``alpha < 0`` shrinks the
+  step they span more than ``nlev`` levels. ``clamp=True`` clamps them to ``[0, nlev]``: the same
+  formulation held to b bits (a diagnostic; docs/calibration.md, "Paper mode: codes outgrow their bits").
 * deploy, asymmetric (``kind="asym"``): ``shift = l + beta + s * 2**(b-1)``,
   ``codes = clamp(round((t - shift) / s), -2**(b-1), 2**(b-1) - 1)``, value ``codes * s`` (the shift is
   *not* added back: it is folded into the consumer; see :mod:`.deploy`). With ``alpha = beta = 0`` the
@@ -34,12 +36,14 @@ def signed_range(bits: int) -> tuple[int, int]:
     return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
 
 
-def paper_fq(t, l, u, alpha, beta, nlev: int, codes_only: bool = False):
+def paper_fq(t, l, u, alpha, beta, nlev: int, codes_only: bool = False, clamp: bool = False):
     """The authors' quantizer in the (already rotated) domain: clip, asymmetric round, dequantize."""
     c = torch.minimum(torch.maximum(t, l), u)
     s = ((u - l) / nlev + alpha).clamp_min(S_MIN)
     z = l + beta
     q = round_ste((c - z) / s)
+    if clamp:
+        q = torch.clamp(q, 0, nlev)
     if codes_only:
         return q
     return q * s + z
@@ -70,10 +74,13 @@ def floor_steps_(fqs: list["FakeQuant"], floors: list[torch.Tensor]) -> None:
 class FakeQuant(nn.Module):
     """One quantizer (per tensor, or per output channel when ``channels`` is given)."""
 
-    def __init__(self, bits: int, kind: str, channels: int | None = None):
+    def __init__(self, bits: int, kind: str, channels: int | None = None, clamp: bool = False):
         super().__init__()
         if kind not in ("paper", "asym", "sym"):
             raise ValueError(kind)
+        if clamp and kind != "paper":
+            raise ValueError("clamp applies to paper quantizers (deploy codes are always clamped)")
+        self.clamp = clamp
         self.bits = int(bits)
         self.kind = kind
         self.nlev = (1 << self.bits) - 1
@@ -103,7 +110,10 @@ class FakeQuant(nn.Module):
         if self.kind != "paper":
             return torch.full_like(self.l, float(self.qmax - self.qmin))
         s, z = self.step(), self.l + self.beta
-        return torch.round((self.u - z) / s) - torch.round((self.l - z) / s)
+        hi, lo = torch.round((self.u - z) / s), torch.round((self.l - z) / s)
+        if self.clamp:
+            hi, lo = hi.clamp(0, self.nlev), lo.clamp(0, self.nlev)
+        return hi - lo
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         if self.observe:
@@ -114,14 +124,14 @@ class FakeQuant(nn.Module):
 
             return fused_fake_quant(self, t)
         if self.kind == "paper":
-            return paper_fq(t, self.l, self.u, self.alpha, self.beta, self.nlev)
+            return paper_fq(t, self.l, self.u, self.alpha, self.beta, self.nlev, clamp=self.clamp)
         return deploy_fq(t, self.step(), self.shift(), self.qmin, self.qmax)
 
     def codes(self, t: torch.Tensor) -> torch.Tensor:
         """Integer codes (as float) of ``t``; for ``asym`` these are codes of ``t - shift``."""
         with torch.no_grad():
             if self.kind == "paper":
-                return paper_fq(t, self.l, self.u, self.alpha, self.beta, self.nlev, codes_only=True)
+                return paper_fq(t, self.l, self.u, self.alpha, self.beta, self.nlev, codes_only=True, clamp=self.clamp)
             return deploy_fq(t, self.step(), self.shift(), self.qmin, self.qmax, codes_only=True)
 
     def dequant(self, codes: torch.Tensor) -> torch.Tensor:
@@ -196,4 +206,4 @@ class FakeQuant(nn.Module):
         self.beta.zero_()
 
     def extra_repr(self) -> str:
-        return f"bits={self.bits}, kind={self.kind}, shape={tuple(self.l.shape)}"
+        return f"bits={self.bits}, kind={self.kind}, shape={tuple(self.l.shape)}" + (", clamp" if self.clamp else "")
