@@ -285,6 +285,12 @@ def test_calibrate_cli_warns_when_codes_outgrow_their_bits(tmp_path, monkeypatch
         assert args.func(args) == 0
         out = capsys.readouterr().out
         assert (f"need up to {wb} bits (weights) and {ab} bits (activations), not 3" in out) == warned, out
+    seen = []
+    monkeypatch.setattr(pipeline, "compress", lambda scale, cfg, *a, **k: seen.append(cfg) or
+                        {"log": dict(log, weight_code_bits=3, activation_code_bits=3)})
+    args = parser.parse_args(["calibrate", "--scale", "2", "--bits", "3", "--mode", "paper", "--clamp-codes",
+                              "--out", str(tmp_path / "x.pt")])
+    assert args.func(args) == 0 and seen == [QuantConfig(3, "paper", clamp_codes=True)]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
