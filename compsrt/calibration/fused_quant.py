@@ -34,12 +34,19 @@ def _rint(v):
 
 
 @triton.jit
+def _codes(v, qlo, qhi):
+    """Codes of ``v`` clamped to [qlo, qhi], and where the clamp passes the straight-through gradient."""
+    r = _rint(v)
+    return tl.minimum(tl.maximum(r, qlo), qhi), (r >= qlo) & (r <= qhi)
+
+
+@triton.jit
 def _deploy_fwd(t_ptr, y_ptr, s_ptr, shift_ptr, n, qmin, qmax, BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = offs < n
     t = tl.load(t_ptr + offs, mask=m, other=0.0)
     s = tl.load(s_ptr)
-    q = tl.minimum(tl.maximum(_rint((t - tl.load(shift_ptr)) / s), qmin), qmax)
+    q, _ = _codes((t - tl.load(shift_ptr)) / s, qmin, qmax)
     tl.store(y_ptr + offs, q * s, mask=m)
 
 
@@ -52,9 +59,7 @@ def _deploy_bwd(g_ptr, t_ptr, gt_ptr, part_ptr, s_ptr, shift_ptr, n, qmin, qmax,
     t = tl.load(t_ptr + offs, mask=m, other=0.0)
     s = tl.load(s_ptr)
     v = (t - tl.load(shift_ptr)) / s
-    r = _rint(v)
-    inside = (r >= qmin) & (r <= qmax)
-    q = tl.minimum(tl.maximum(r, qmin), qmax)
+    q, inside = _codes(v, qmin, qmax)
     tl.store(gt_ptr + offs, tl.where(inside, g, 0.0), mask=m)
     tl.store(part_ptr + pid, tl.sum(g * (q - tl.where(inside, v, 0.0)), axis=0))  # d/ds
     tl.store(part_ptr + tl.num_programs(0) + pid, -tl.sum(tl.where(inside, g, 0.0), axis=0))  # d/dshift
@@ -68,7 +73,7 @@ def _paper_fwd(t_ptr, y_ptr, l_ptr, u_ptr, s_ptr, z_ptr, n, qlo, qhi, BLOCK: tl.
     s = tl.load(s_ptr)
     z = tl.load(z_ptr)
     c = tl.minimum(tl.maximum(t, tl.load(l_ptr)), tl.load(u_ptr))
-    q = tl.minimum(tl.maximum(_rint((c - z) / s), qlo), qhi)
+    q, _ = _codes((c - z) / s, qlo, qhi)
     tl.store(y_ptr + offs, q * s + z, mask=m)
 
 
@@ -86,14 +91,12 @@ def _paper_bwd(g_ptr, t_ptr, gt_ptr, part_ptr, l_ptr, u_ptr, s_ptr, z_ptr, n, ql
     w_t = tl.where(t > lo, 1.0, tl.where(t == lo, 0.5, 0.0))  # share of max(t, l)'s gradient going to t
     w_a = tl.where(a < hi, 1.0, tl.where(a == hi, 0.5, 0.0))  # share of min(a, u)'s gradient going to a
     v = (tl.minimum(a, hi) - tl.load(z_ptr)) / s
-    r = _rint(v)
-    inside = (r >= qlo) & (r <= qhi)  # always, without a code clamp
+    q, inside = _codes(v, qlo, qhi)  # inside everywhere without a code clamp
     gin = tl.where(inside, g, 0.0)
     np_ = tl.num_programs(0)
     tl.store(gt_ptr + offs, gin * w_t * w_a, mask=m)
     tl.store(part_ptr + pid, tl.sum(gin * (1.0 - w_t) * w_a, axis=0))  # d/dl (through the clip)
     tl.store(part_ptr + np_ + pid, tl.sum(gin * (1.0 - w_a), axis=0))  # d/du
-    q = tl.minimum(tl.maximum(r, qlo), qhi)
     tl.store(part_ptr + 2 * np_ + pid, tl.sum(g * (q - tl.where(inside, v, 0.0)), axis=0))  # d/ds
     # d/dz: z cancels under the straight-through round inside the code range, so only clamped codes count
     tl.store(part_ptr + 3 * np_ + pid, tl.sum(g - gin, axis=0))

@@ -109,10 +109,7 @@ class FakeQuant(nn.Module):
         inputs clipped to [l, u], which exceeds 2**b - 1 once alpha < 0 has shrunk the step."""
         if self.kind != "paper":
             return torch.full_like(self.l, float(self.qmax - self.qmin))
-        s, z = self.step(), self.l + self.beta
-        hi, lo = torch.round((self.u - z) / s), torch.round((self.l - z) / s)
-        if self.clamp:
-            hi, lo = hi.clamp(0, self.nlev), lo.clamp(0, self.nlev)
+        lo, hi = self.codes(torch.stack([self.l, self.u]))  # the clip maps every input into [l, u]
         return hi - lo
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
