@@ -32,6 +32,22 @@ def parse(c: str):
     return mode, int(bits), (None if prune == "-" else prune)
 
 
+def scores(model, args, name: str):
+    """(dataset, summary) for each of ``args.datasets``: whole images, FP32 matmuls (no TF32)."""
+    import torch
+
+    from compsrt.evaluation.benchmark import evaluate_dataset
+    from compsrt.paths import benchmarks_dir
+    from compsrt.runtime.backends import TorchBackend
+    from compsrt.runtime.upscaler import TiledUpscaler
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    upscale = TiledUpscaler(TorchBackend(model.to(args.device), args.device), tile=0).upscale_array
+    for ds in args.datasets.split(","):
+        yield ds, evaluate_dataset(benchmarks_dir(), ds, args.scale, upscale, name, progress=False).summary()
+
+
 def worker(args) -> None:
     import torch
 
@@ -39,10 +55,6 @@ def worker(args) -> None:
     from compsrt.calibration.distill import DistillSettings
     from compsrt.calibration.pipeline import compress
     from compsrt.calibration.qmodel import QuantConfig
-    from compsrt.evaluation.benchmark import evaluate_dataset
-    from compsrt.runtime.backends import TorchBackend
-    from compsrt.runtime.upscaler import TiledUpscaler
-    from compsrt.paths import benchmarks_dir
 
     mode, bits, prune = parse(args.worker)
     cfg = QuantConfig(bits, mode, prune, clamp_codes=args.clamp_codes)
@@ -63,13 +75,9 @@ def worker(args) -> None:
     res["pack"] = pack_file(ckpt, out / f"{tag}.csrt")
     (out / f"{tag}.json").write_text(json.dumps(res, indent=1))
     model, _ = load_compressed_model(ckpt)
-    model = model.to(args.device)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
     res["eval"] = {}
-    for ds in args.datasets.split(","):
-        sc = evaluate_dataset(benchmarks_dir(), ds, args.scale, TiledUpscaler(TorchBackend(model, args.device), tile=0).upscale_array, tag, progress=False)
-        res["eval"][ds] = sc.summary()
+    for ds, summary in scores(model, args, tag):
+        res["eval"][ds] = summary
         (out / f"{tag}.json").write_text(json.dumps(res, indent=1))
     ckpt.unlink()  # the packed file holds the same model bit-exactly and is smaller
     print(json.dumps({"tag": tag, "eval": {k: [v["psnr"], v["ssim"]] for k, v in res["eval"].items()},
@@ -77,20 +85,9 @@ def worker(args) -> None:
 
 
 def fp_eval(args) -> None:
-    import torch
-
-    from compsrt.evaluation.benchmark import evaluate_dataset
-    from compsrt.runtime.backends import TorchBackend
-    from compsrt.runtime.upscaler import TiledUpscaler
     from compsrt.models.weights import load_swinir
-    from compsrt.paths import benchmarks_dir
 
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    model = load_swinir(args.scale).to(args.device)
-    res = {"scale": args.scale, "tag": f"x{args.scale}_fp32", "eval": {}}
-    for ds in args.datasets.split(","):
-        res["eval"][ds] = evaluate_dataset(benchmarks_dir(), ds, args.scale, TiledUpscaler(TorchBackend(model, args.device), tile=0).upscale_array, "fp32", progress=False).summary()
+    res = {"scale": args.scale, "tag": f"x{args.scale}_fp32", "eval": dict(scores(load_swinir(args.scale), args, "fp32"))}
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / f"x{args.scale}_fp32.json").write_text(json.dumps(res, indent=1))
     print(json.dumps(res), flush=True)
