@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CompsrtError
-from ..files import atomic_path, atomic_write_text
+from ..files import atomic_path
 from .timing import STAGES, StageTimer
 
 SAMPLE = Path(__file__).resolve().parents[1] / "assets" / "sample.png"
@@ -211,27 +211,3 @@ def plot(profiles: list[dict], path: Path, title: str | None = None) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-
-
-def run_cli(args) -> int:
-    from .cli import make_backend, make_upscaler
-
-    size = parse_size(args.size)
-    if args.backend == "trt" and not args.engine:
-        raise CompsrtError("--backend trt needs --engine ENGINE.plan (build one with `compsrt build`)")
-    if args.backend == "onnxruntime" and not args.onnx:
-        raise CompsrtError("--backend onnxruntime needs --onnx MODEL.onnx")
-    if args.backend == "torch" and (args.engine or args.onnx):
-        raise CompsrtError("--backend torch takes --checkpoint or the FP weights, not --engine/--onnx")
-    backend = make_backend(args)
-    up = make_upscaler(args, backend)
-    p = profile(up, size, args.iters, args.warmup, args.image, args.label)
-    print(summary_text(p))
-    if args.json:
-        atomic_write_text(args.json, json.dumps(p, indent=1))
-        print(f"wrote {args.json}")
-    if args.plot:
-        plot([p], args.plot)
-        print(f"wrote {args.plot}")
-    backend.close()
-    return 0

@@ -1,21 +1,13 @@
-"""The ``compsrt`` command: a thin layer over the library, one subcommand per pipeline stage.
-
-Each stage keeps its own subcommands in ``<stage>/cli.py`` with a ``register(subparsers)``
-function; :data:`STAGE_CLIS` lists them. Errors a user can fix arrive as :class:`CompsrtError` and
-are printed on one line (exit status 2).
-"""
+"""``compsrt eval``: Y-channel PSNR/SSIM of a model (FP, compressed or packed) or of bicubic on the benchmarks."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import sys
 from pathlib import Path
 
-from .errors import CompsrtError
+from ..errors import CompsrtError
 
-STAGE_CLIS: tuple[str, ...] = ("compsrt.runtime.cli", "compsrt.export.cli", "compsrt.calibration.cli",)
 DEFAULT_DATASETS = "Set5,Set14,B100"
 
 
@@ -27,29 +19,30 @@ def _add_weights_args(p: argparse.ArgumentParser) -> None:
 
 
 def _eval_model(args: argparse.Namespace):
-    """The FP model, or the fake-quant model of a compressed checkpoint (``--quant``), and its name."""
-    if args.quant is None:
-        from .models.weights import load_swinir
+    """The FP model (``--weights`` or the default), or the model of any ``--checkpoint`` file, and its name."""
+    if args.checkpoint is None:
+        from ..models.weights import load_swinir
 
         return load_swinir(args.scale, args.weights, sha256=args.weights_sha256), f"swinir-light-x{args.scale}"
-    from .calibration.checkpoint import load_compressed_model
+    from ..calibration.checkpoint import load_model
 
-    model, _ = load_compressed_model(args.quant)
-    if model.config.scale != args.scale:
-        raise CompsrtError(f"{args.quant} is a x{model.config.scale} checkpoint; pass --scale {model.config.scale}")
-    return model, f"{args.quant.name} ({model.quant_config.tag})"
+    model, meta = load_model(args.checkpoint)
+    if meta["scale"] != args.scale:
+        raise CompsrtError(f"{args.checkpoint} is a x{meta['scale']} checkpoint; pass --scale {meta['scale']}")
+    cfg = getattr(model, "quant_config", None)
+    return model, f"{args.checkpoint.name} ({cfg.tag if cfg else 'fp'})"
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluation.benchmark import bicubic_upscaler, evaluate_dataset
-    from .paths import benchmarks_dir
+    from ..evaluation.benchmark import bicubic_upscaler, evaluate_dataset
+    from ..paths import benchmarks_dir
 
     root = args.data_root or benchmarks_dir()
     if args.bicubic:
         upscale, name = bicubic_upscaler(args.scale), "bicubic"
     else:
-        from .runtime.backends import TorchBackend
-        from .runtime.upscaler import TiledUpscaler
+        from ..runtime.backends import TorchBackend
+        from ..runtime.upscaler import TiledUpscaler
 
         model, name = _eval_model(args)
         upscale = TiledUpscaler(TorchBackend(model, args.device), tile=0).upscale_array  # whole images
@@ -67,35 +60,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="compsrt", description="Compress SwinIR-light and deploy it with TensorRT.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def register(sub) -> None:
     p = sub.add_parser("eval", help="score on Set5/Set14/B100 (Y-channel PSNR/SSIM, MATLAB conventions)")
     _add_weights_args(p)
     p.add_argument("--datasets", default=DEFAULT_DATASETS, help=f"comma-separated (default {DEFAULT_DATASETS})")
     p.add_argument("--data-root", type=Path, help="folder holding the benchmark sets (default $COMPSRT_BENCHMARKS)")
     p.add_argument("--bicubic", action="store_true", help="score MATLAB bicubic upscaling instead of the model")
-    p.add_argument("--quant", type=Path, metavar="CKPT", help="score a compressed checkpoint (.pt or .csrt)")
+    p.add_argument("--checkpoint", "--quant", dest="checkpoint", type=Path, metavar="CKPT",
+                   help="score any model file: a compressed checkpoint (.pt), a pack (.csrt) or FP weights")
     p.add_argument("--json", action="store_true", help="print one JSON object per dataset")
     p.set_defaults(func=cmd_eval)
 
-    for module in STAGE_CLIS:
-        importlib.import_module(module).register(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except CompsrtError as exc:
-        print(f"compsrt {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"compsrt {args.command}: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

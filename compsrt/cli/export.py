@@ -68,7 +68,7 @@ def register(subparsers) -> None:
 
 
 def cmd_export(args) -> int:
-    from .exporter import ExportOptions, export_checkpoint
+    from ..export.exporter import ExportOptions, export_checkpoint
 
     opts = ExportOptions(tile=tuple(args.tile), batch=args.batch, hadamard=args.hadamard, opset=args.opset,
                          io_dtype=args.precision, int4_block=args.int4_block)
@@ -81,7 +81,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from .inspect import format_report, inspect_model
+    from ..export.inspect import format_report, inspect_model
 
     r = inspect_model(args.model)
     print(json.dumps(r, indent=1) if args.json else format_report(r, args.layers))
@@ -89,7 +89,7 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from .trt_check import int8_layer_lines, parse_and_build
+    from ..runtime.engine import parse_and_build
 
     if not args.model.is_file():
         raise CompsrtError(f"{args.model} does not exist")
@@ -103,7 +103,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_parity(args) -> int:
-    from .parity import format_parity, run_parity
+    from ..runtime.parity import format_parity, run_parity
 
     res = run_parity(args.checkpoint, tuple(args.tile), args.dataset, args.data_root, onnx_path=args.onnx,
                      floor=not args.no_floor, site_check=not args.no_site_check)

@@ -41,10 +41,10 @@ def register(subparsers) -> None:
 
 
 def _calibrate(args) -> int:
-    from .checkpoint import pack_file
-    from .distill import STEP_FLOOR, DistillSettings
-    from .pipeline import compress
-    from .qmodel import QuantConfig
+    from ..calibration.checkpoint import pack_file
+    from ..calibration.distill import STEP_FLOOR, DistillSettings
+    from ..calibration.pipeline import compress
+    from ..calibration.qmodel import QuantConfig
 
     if args.bits not in (2, 3, 4):
         raise CompsrtError(f"--bits must be 2, 3 or 4, got {args.bits}")
@@ -69,7 +69,7 @@ def _calibrate(args) -> int:
 
 
 def _pack(args) -> int:
-    from .checkpoint import pack_file
+    from ..calibration.checkpoint import pack_file
 
     stats = pack_file(args.checkpoint, args.out)
     print(json.dumps(stats, indent=1))

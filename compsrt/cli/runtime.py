@@ -1,8 +1,9 @@
-"""Runtime subcommands: upscale, build, profile, selftest, pipeline."""
+"""Runtime subcommands: upscale, build, profile, selftest."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -14,7 +15,8 @@ def add_backend_args(p: argparse.ArgumentParser, engine: bool = True) -> None:
     if engine:
         g.add_argument("--engine", type=Path, help="TensorRT engine built by `compsrt build`")
     g.add_argument("--onnx", type=Path, help="ONNX model (ONNX Runtime)")
-    g.add_argument("--checkpoint", type=Path, help="compressed checkpoint from `compsrt calibrate` (torch fake-quant)")
+    g.add_argument("--checkpoint", type=Path,
+                   help="any model file for torch: compressed checkpoint (.pt), pack (.csrt) or FP weights")
     g.add_argument("--scale", type=int, choices=(2, 3, 4), default=4, help="FP model scale (default 4)")
     g.add_argument("--weights", type=Path, help="SwinIR-light .pth (default: $COMPSRT_WEIGHTS_DIR, else download)")
     g.add_argument("--weights-sha256", metavar="HEX", help="refuse weights whose sha256 differs from this pin")
@@ -30,25 +32,15 @@ def add_backend_args(p: argparse.ArgumentParser, engine: bool = True) -> None:
 
 
 def make_backend(args):
-    from . import backends
+    from ..runtime.backends import open_backend
 
-    chosen = [n for n in ("engine", "onnx", "checkpoint") if getattr(args, n, None)]
-    if len(chosen) > 1:
-        raise CompsrtError(f"pass only one of --engine, --onnx, --checkpoint (got {', '.join('--' + c for c in chosen)})")
-    if getattr(args, "engine", None):
-        from .engine import TrtBackend
-
-        return TrtBackend(args.engine)
-    if args.onnx:
-        return backends.OrtBackend(args.onnx, args.providers)
-    if args.checkpoint:
-        return backends.torch_checkpoint_backend(args.checkpoint, args.device, args.dtype, args.compile)
-    return backends.torch_fp_backend(args.scale, args.weights, args.device, args.dtype, args.compile,
-                                     sha256=getattr(args, "weights_sha256", None))
+    return open_backend(engine=getattr(args, "engine", None), onnx=args.onnx, checkpoint=args.checkpoint,
+                        weights=args.weights, scale=args.scale, device=args.device, dtype=args.dtype,
+                        compile=args.compile, providers=args.providers, weights_sha256=args.weights_sha256)
 
 
 def make_upscaler(args, backend, progress=False):
-    from .upscaler import TiledUpscaler
+    from ..runtime.upscaler import TiledUpscaler
 
     return TiledUpscaler(backend, tile=args.tile, overlap=args.overlap, margin=args.margin, batch=args.batch,
                          progress=progress)
@@ -57,7 +49,7 @@ def make_upscaler(args, backend, progress=False):
 def cmd_upscale(args) -> int:
     from tqdm.auto import tqdm
 
-    from .upscaler import list_images
+    from ..runtime.upscaler import list_images
 
     src, dst = Path(args.input), Path(args.output)
     if not src.exists():
@@ -70,22 +62,21 @@ def cmd_upscale(args) -> int:
         if dst.is_dir():
             dst = dst / src.name
         pairs = [(src, dst)]
-    backend = make_backend(args)
-    up = make_upscaler(args, backend, progress=len(pairs) == 1)
     failed = 0
-    bar = tqdm(pairs, desc="upscale", unit="img", disable=len(pairs) == 1)
-    for s, d in bar:
-        try:
-            (w, h), (ow, oh), mode = up.upscale_file(s, d, max_pixels=args.max_pixels)
-        except CompsrtError as exc:
-            if len(pairs) == 1:
-                raise
-            failed += 1
-            tqdm.write(f"compsrt upscale: skipped: {exc}", file=sys.stderr)
-            continue
-        msg = f"{s} ({w}x{h}, {mode}) -> {d} ({ow}x{oh})"
-        tqdm.write(msg) if len(pairs) > 1 else print(msg)
-    backend.close()
+    with make_backend(args) as backend:
+        up = make_upscaler(args, backend, progress=len(pairs) == 1)
+        bar = tqdm(pairs, desc="upscale", unit="img", disable=len(pairs) == 1)
+        for s, d in bar:
+            try:
+                (w, h), (ow, oh), mode = up.upscale_file(s, d, max_pixels=args.max_pixels)
+            except CompsrtError as exc:
+                if len(pairs) == 1:
+                    raise
+                failed += 1
+                tqdm.write(f"compsrt upscale: skipped: {exc}", file=sys.stderr)
+                continue
+            msg = f"{s} ({w}x{h}, {mode}) -> {d} ({ow}x{oh})"
+            tqdm.write(msg) if len(pairs) > 1 else print(msg)
     if failed:
         print(f"compsrt upscale: {failed} of {len(pairs)} images failed", file=sys.stderr)
         return 2
@@ -93,7 +84,7 @@ def cmd_upscale(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from .engine import build_engine
+    from ..runtime.engine import build_engine
 
     r = build_engine(args.onnx, args.out, sparse=args.sparse, plugins=args.plugins, timing_cache=args.timing_cache,
                      workspace_mb=args.workspace, batch=args.batch, tile=args.tile,
@@ -107,24 +98,35 @@ def cmd_build(args) -> int:
 
 
 def cmd_profile(args) -> int:
-    from . import profile
+    from ..files import atomic_write_text
+    from ..runtime import profile
 
     if args.compare:
         print(profile.compare_text(*args.compare))
         return 0
-    return profile.run_cli(args)
+    size = profile.parse_size(args.size)
+    if args.backend == "trt" and not args.engine:
+        raise CompsrtError("--backend trt needs --engine ENGINE.plan (build one with `compsrt build`)")
+    if args.backend == "onnxruntime" and not args.onnx:
+        raise CompsrtError("--backend onnxruntime needs --onnx MODEL.onnx")
+    if args.backend == "torch" and (args.engine or args.onnx):
+        raise CompsrtError("--backend torch takes --checkpoint or the FP weights, not --engine/--onnx")
+    with make_backend(args) as backend:
+        p = profile.profile(make_upscaler(args, backend), size, args.iters, args.warmup, args.image, args.label)
+    print(profile.summary_text(p))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(p, indent=1))
+        print(f"wrote {args.json}")
+    if args.plot:
+        profile.plot([p], args.plot)
+        print(f"wrote {args.plot}")
+    return 0
 
 
 def cmd_selftest(args) -> int:
-    from .selftest import selftest
+    from ..runtime.selftest import selftest
 
     return selftest(tile=args.tile, scale=args.scale, keep=args.keep, plugins=args.plugins)
-
-
-def cmd_pipeline(args) -> int:
-    from .pipeline import run_pipeline
-
-    return run_pipeline(args)
 
 
 def register(sub) -> None:
@@ -167,18 +169,3 @@ def register(sub) -> None:
     p.add_argument("--plugins", default="python")
     p.add_argument("--keep", type=Path, help="keep the ONNX model and engine in this folder")
     p.set_defaults(func=cmd_selftest)
-
-    p = sub.add_parser("pipeline", help="the whole job on the bundled sample: calibrate, export, ORT, build, profile")
-    p.add_argument("--out", type=Path, default=Path("outputs/pipeline"))
-    p.add_argument("--scale", type=int, choices=(2, 3, 4), default=4)
-    p.add_argument("--iters", type=int, default=50, help="calibration iterations (default 50)")
-    p.add_argument("--calib-seconds", type=float, default=150,
-                   help="wall-clock budget of the whole calibration, DOBI ranges included (default 150 s)")
-    p.add_argument("--patch", type=int, default=16, help="calibration patch size in LR pixels (default 16)")
-    p.add_argument("--train-images", type=int, default=3, help="training images used for calibration (default 3)")
-    p.add_argument("--eval-images", type=int, default=2, help="smallest Set5 images scored against ground truth (default 2)")
-    p.add_argument("--profile-iters", type=int, default=3)
-    p.add_argument("--device", default="auto", help="calibration device (auto, cpu, cuda)")
-    p.add_argument("--tile", type=int, default=64)
-    p.add_argument("--image", type=Path, help="input image (default: the bundled sample)")
-    p.set_defaults(func=cmd_pipeline)
