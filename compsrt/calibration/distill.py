@@ -77,12 +77,18 @@ def distill_loss(s_out, t_out, s_feats, t_feats) -> torch.Tensor:
 
 
 @torch.no_grad()
-def dobi_init(student: nn.Module, x: torch.Tensor) -> None:
+def dobi_init(student: nn.Module, x: torch.Tensor, progress: bool = False) -> None:
     """One FP forward pass; every activation quantizer keeps its best of 100 shrinking ranges."""
     set_observe(student, True)
+    watched = [fq for fq in quantizers(student) if fq.observe]
+    bar = tqdm(total=len(watched), desc="DOBI", unit="quantizer", disable=not progress, leave=False)
+    hooks = [fq.register_forward_hook(lambda *_: bar.update(1)) for fq in watched]
     try:
         student(x)
     finally:
+        for h in hooks:
+            h.remove()
+        bar.close()
         set_observe(student, False)
 
 
@@ -148,7 +154,7 @@ def _calibrate(fp, cfg, sampler, st: DistillSettings, progress):
         p.requires_grad_(False)
     student = build_student(teacher, cfg).to(dev)
     dobi_x = sampler.sample(st.dobi_batch)
-    dobi_init(student, dobi_x)
+    dobi_init(student, dobi_x, progress)
     _sync(dev)
     t_dobi = time.perf_counter() - t0
     params = trainable_params(student)
