@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 S_MIN = 1e-8
@@ -100,13 +101,9 @@ def dobi_errors(t: torch.Tensor, ls: torch.Tensor, us: torch.Tensor, kind: str, 
     ends = torch.full((rows, k, 1), n, dtype=cut.dtype, device=x.device)
     hi = torch.cat([cut, ends], 2)
     lo = torch.cat([torch.zeros_like(ends), cut], 2)
-    cs1 = torch.empty(rows, n + 1, dtype=torch.float64, device=x.device)  # prefix sums, written in place
-    cs2 = torch.empty_like(cs1)
-    cs1[:, 0] = 0
-    cs2[:, 0] = 0
     x = x.double()  # float64 squares: FP32 ones would lose the few-ulp errors of fine grids to cancellation
-    torch.cumsum(x, 1, out=cs1[:, 1:])
-    torch.cumsum(x.square_(), 1, out=cs2[:, 1:])
+    cs1 = F.pad(x.cumsum(1), (1, 0))  # prefix sums with a leading 0
+    cs2 = F.pad(x.square_().cumsum(1), (1, 0))
 
     def run_sum(cs):
         c = cs.unsqueeze(1).expand(rows, k, n + 1)
