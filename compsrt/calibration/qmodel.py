@@ -130,7 +130,8 @@ class QLinear(nn.Module):
         """Pruning mask (frozen) then DOBI on the rotated weight (data-free)."""
         wt = rotate_last(self.fp_weight, self.n)
         self.mask.copy_(prune_mask(wt, self.cfg.prune))
-        self.wt_cache = wt * self.mask
+        # the kept copy is rotated in float64: it must not inherit TF32 from a calibration that enabled it
+        self.wt_cache = (rotate_last(self.fp_weight.double(), self.n) * self.mask).float()
         self.wq.dobi_(self.wt_cache)
 
     def qweight(self) -> torch.Tensor:
