@@ -405,3 +405,13 @@ def test_step_floor_keeps_steps_off_the_clamp():
     st = calibrate(fp, QuantConfig(4, "deploy"), tiny_sampler(), replace(tiny_settings(8), lr=0.5), progress=False)[0]
     ratios = torch.cat([(b.step() / a.step()).flatten() for a, b in zip(quantizers(s0), quantizers(st))])
     assert ratios.min() >= 0.25 - 1e-4 and (ratios < 0.9).any()  # moved, but never below the floor
+
+
+def test_device_defaults_fill_only_what_is_unset():
+    from compsrt.calibration.distill import DEVICE_DEFAULTS, for_device
+
+    cpu = for_device(DistillSettings(), torch.device("cpu"))
+    assert (cpu.patch, cpu.dobi_batch) == DEVICE_DEFAULTS["cpu"] == (32, 4)
+    gpu = for_device(DistillSettings(), torch.device("cuda"))
+    assert (gpu.patch, gpu.dobi_batch) == DEVICE_DEFAULTS["cuda"] == (64, 32)
+    assert for_device(DistillSettings(patch=16, dobi_batch=2), torch.device("cuda")).dobi_batch == 2
