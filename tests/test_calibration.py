@@ -273,18 +273,20 @@ def test_calibrate_cli_warns_when_codes_outgrow_their_bits(tmp_path, monkeypatch
     from compsrt.calibration import pipeline
     from compsrt.cli import calibration as cli
 
-    log = {"iters_done": 1, "seconds_total": 1.0, "seconds_dobi": 0.5, "collapsed_steps": 7}
+    log = {"iters_done": 1, "seconds_total": 1.0, "seconds_dobi": 0.5, "collapsed_steps": 7, "device": "cpu",
+           "patch": 32, "dobi_batch": 4, "seconds_train": 0.4}
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["calibrate", "--scale", "2", "--bits", "3", "--mode", "paper", "--out", str(tmp_path / "x.pt")])
     for wb, ab, warned in ((3, 3, False), (9, 3, True), (3, 5, True)):
-        monkeypatch.setattr(pipeline, "compress", lambda *a, **k: {"log": dict(log, weight_code_bits=wb, activation_code_bits=ab)})
+        monkeypatch.setattr(pipeline, "compress", lambda *a, **k: {"log": dict(log, weight_code_bits=wb, activation_code_bits=ab),
+                                                                  "seconds_data": 0.1})
         assert args.func(args) == 0
         out = capsys.readouterr().out
         assert (f"need up to {wb} bits (weights) and {ab} bits (activations), not 3" in out) == warned, out
     seen = []
     monkeypatch.setattr(pipeline, "compress", lambda scale, cfg, *a, **k: seen.append(cfg) or
-                        {"log": dict(log, weight_code_bits=3, activation_code_bits=3)})
+                        {"log": dict(log, weight_code_bits=3, activation_code_bits=3), "seconds_data": 0.1})
     args = parser.parse_args(["calibrate", "--scale", "2", "--bits", "3", "--mode", "paper", "--clamp-codes",
                               "--out", str(tmp_path / "x.pt")])
     assert args.func(args) == 0 and seen == [QuantConfig(3, "paper", clamp_codes=True)]
@@ -398,3 +400,13 @@ def test_step_floor_keeps_steps_off_the_clamp():
     st = calibrate(fp, QuantConfig(4, "deploy"), tiny_sampler(), replace(tiny_settings(8), lr=0.5), progress=False)[0]
     ratios = torch.cat([(b.step() / a.step()).flatten() for a, b in zip(quantizers(s0), quantizers(st))])
     assert ratios.min() >= 0.25 - 1e-4 and (ratios < 0.9).any()  # moved, but never below the floor
+
+
+def test_device_defaults_fill_only_what_is_unset():
+    from compsrt.calibration.distill import DEVICE_DEFAULTS, for_device
+
+    cpu = for_device(DistillSettings(), torch.device("cpu"))
+    assert (cpu.patch, cpu.dobi_batch) == DEVICE_DEFAULTS["cpu"] == (32, 4)
+    gpu = for_device(DistillSettings(), torch.device("cuda"))
+    assert (gpu.patch, gpu.dobi_batch) == DEVICE_DEFAULTS["cuda"] == (64, 32)
+    assert for_device(DistillSettings(patch=16, dobi_batch=2), torch.device("cuda")).dobi_batch == 2

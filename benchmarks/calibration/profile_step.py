@@ -1,28 +1,127 @@
-"""Time the DQC step on the GPU and list its heaviest CUDA kernels.
+"""Time and profile the DQC step (deploy W4A4 x4 at batch 16 x 64^2 by default) on the GPU.
 
-Prints one JSON line (steady-state seconds per iteration with the CUDA-graph step, setup seconds =
-warm-up + graph capture, DOBI seconds, peak memory, the projected DOBI + 4,000-iteration time) and the
-profiler's top kernels of a few eager (graph-less) iterations.
+Prints, and writes to ``--json``:
+* per variant (``--variants``: ``base`` = today's step, ``pool`` = teacher outputs precomputed on a fixed
+  pool of ``--pool`` patches, ``seed1`` = base with another seed, the noise reference): steady s/iter with
+  the CUDA-graph step, DOBI seconds, peak memory, the fixed-seed loss curve (every ``--log-every``
+  iterations) and the distillation loss on 32 fixed held-out patches after training;
+* a region-by-region profile of eager iterations (CUDA events, synchronised at each boundary: data, teacher
+  forward, student forward, loss, backward, optimizer = clip + Adam + step-relative rescale + floor), and
+  the graph-step cost of the quantizers (step time minus that of the same step with every quantizer bypassed);
+* DOBI seconds by the brute force (``--dobi-reference``: the 100-pass search this replaced);
+* whether two runs with the same seed give the same quantizer parameters (``--determinism N`` iterations);
+* the profiler's top CUDA kernels (``--profile-iters``).
 
 usage (device, repo root, COMPSRT_DATA/COMPSRT_CACHE as for run_device.py):
-  python -m benchmarks.calibration.profile_step --scale 4 --bits 4 --mode deploy --iters 60 --json $OUT/step.json
+  python -m benchmarks.calibration.profile_step --iters 200 --variants base,seed1,pool --dobi-reference \
+      --determinism 20 --json $OUT/step.json
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+
+def param_hash(student) -> str:
+    from compsrt.calibration.qmodel import quantizers
+
+    h = hashlib.sha256()
+    for fq in quantizers(student):
+        for p in (fq.l, fq.u, fq.alpha, fq.beta):
+            h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def regions(fp, cfg, sampler, st, n: int) -> dict:
+    """Per region, mean ms over ``n`` eager iterations (after one warm-up), synchronised at each boundary:
+    ``eager_ms`` (CUDA events: its kernels plus the eager launch gaps) and ``gpu_busy_ms`` (the sum of its
+    kernels' durations from the profiler: what the region costs once launch gaps are gone, as in the graph)."""
+    import torch
+
+    from compsrt.calibration.distill import build_student, distill_loss, dobi_init, update_scales
+    from compsrt.calibration.qmodel import quantizers, trainable_params
+    from compsrt.calibration.quant import floor_steps_
+
+    dev = sampler.device
+    student = build_student(fp, cfg).to(dev)
+    dobi_init(student, sampler.sample(st.dobi_batch))
+    for fq in quantizers(student):
+        fq.fused = st.fused_quantizers and fq.l.ndim == 0
+    params = trainable_params(student)
+    scales = update_scales(student)
+    fqs = quantizers(student)
+    floors = [0.25 * fq.step().detach().clone() for fq in fqs]
+    opt = torch.optim.Adam(params, lr=st.lr, betas=st.betas)
+    from torch.profiler import ProfilerActivity, profile
+
+    x = torch.empty(st.batch, 3, st.patch, st.patch, device=dev)
+    S: dict = {}
+
+    def data():
+        x.copy_(sampler.sample(st.batch))
+
+    def teacher_forward():
+        with torch.no_grad():
+            S["tf"] = []
+            S["t_out"] = fp(x, stage_outputs=S["tf"])
+
+    def student_forward():
+        S["sf"] = []
+        S["s_out"] = student(x, stage_outputs=S["sf"])
+
+    def loss():
+        S["loss"] = distill_loss(S["s_out"], S["t_out"], S["sf"], S["tf"])
+
+    def backward():
+        S["loss"].backward()
+
+    def optimizer():  # as distill.step: clip, Adam, step-relative rescale, floor
+        torch.nn.utils.clip_grad_value_(params, st.clip)
+        with torch.no_grad():
+            prev = [p.detach().clone() for p in params]
+        opt.step()
+        with torch.no_grad():
+            delta = torch._foreach_sub([p.detach() for p in params], prev)
+            torch._foreach_mul_(delta, scales)
+            torch._foreach_add_(prev, delta)
+            for p, v in zip(params, prev):
+                p.copy_(v)
+        floor_steps_(fqs, floors)
+        opt.zero_grad(set_to_none=True)
+
+    fns = (data, teacher_forward, student_forward, loss, backward, optimizer)
+    wall = dict.fromkeys((f.__name__ for f in fns), 0.0)
+    busy = dict(wall)
+    for i in range(n + 1):
+        for f in fns:
+            torch.cuda.synchronize()
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            if i:  # GPU busy time: the kernels' own durations, without the eager launch gaps
+                with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                    a.record()
+                    f()
+                    b.record()
+                    torch.cuda.synchronize()
+                busy[f.__name__] += sum(getattr(e, "self_device_time_total", 0) for e in prof.key_averages()) / 1e3 / n
+                wall[f.__name__] += a.elapsed_time(b) / n
+            else:
+                f()
+    wall["total"], busy["total"] = sum(wall.values()), sum(busy.values())
+    return {"eager_ms": {k: round(v, 2) for k, v in wall.items()}, "gpu_busy_ms": {k: round(v, 2) for k, v in busy.items()}}
 
 
 def main() -> None:
     import torch
 
+    from compsrt.calibration import quant
     from compsrt.calibration.data import PatchSampler, load_training_lr
-    from compsrt.calibration.distill import DistillSettings, calibrate
+    from compsrt.calibration.distill import DistillSettings, build_student, calibrate, dobi_init, eval_distill_loss
     from compsrt.calibration.qmodel import QuantConfig
     from compsrt.models.weights import load_swinir
 
@@ -30,9 +129,17 @@ def main() -> None:
     ap.add_argument("--scale", type=int, default=4)
     ap.add_argument("--bits", type=int, default=4)
     ap.add_argument("--mode", default="deploy")
-    ap.add_argument("--iters", type=int, default=60)
-    ap.add_argument("--profile-iters", type=int, default=4, help="eager iterations under torch.profiler (0: skip)")
+    ap.add_argument("--iters", type=int, default=200)
+    ap.add_argument("--log-every", type=int, default=10)
+    ap.add_argument("--variants", default="base", help="comma list of base, seed1, pool")
+    ap.add_argument("--pool", type=int, default=1024, help="teacher-pool size of the 'pool' variant")
+    ap.add_argument("--region-iters", type=int, default=5, help="eager iterations of the region profile (0: skip)")
+    ap.add_argument("--bypass-iters", type=int, default=40, help="graph iterations with quantizers bypassed (0: skip)")
+    ap.add_argument("--profile-iters", type=int, default=3, help="eager iterations under torch.profiler (0: skip)")
+    ap.add_argument("--dobi-reference", action="store_true", help="also time DOBI by the 100-pass brute force")
+    ap.add_argument("--determinism", type=int, default=0, help="iterations of the same-seed repeat check (0: skip)")
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--patch", type=int, default=64)
     ap.add_argument("--dobi-batch", type=int, default=32)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--unfused", action="store_true", help="eager quantizers instead of the Triton kernels")
@@ -42,29 +149,110 @@ def main() -> None:
     dev = torch.device(args.device)
     on_gpu = dev.type == "cuda"
     fp = load_swinir(args.scale).to(dev).eval()
-    sampler = PatchSampler([im for _, im in load_training_lr(args.scale, progress=False)], 64, dev, 0)
+    images = [im for _, im in load_training_lr(args.scale, progress=False)]
     cfg = QuantConfig(args.bits, args.mode)
-    base = DistillSettings(iters=args.iters, batch=args.batch, dobi_batch=args.dobi_batch,
-                           fused_quantizers=not args.unfused, log_every=10**9)
-    if on_gpu:
-        torch.cuda.reset_peak_memory_stats()
-    _, log = calibrate(fp, cfg, sampler, base, progress=False)
-    row = {"config": cfg.tag, "scale": args.scale, "batch": args.batch, "device": log["device"],
-           "torch": torch.__version__, "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if on_gpu else None,
-           **{k: log[k] for k in ("iters_done", "seconds_dobi", "seconds_setup", "seconds_per_iter_steady", "graph",
-                                  "fused_quantizers")}}
-    row["projected_4000_s"] = row["seconds_dobi"] + row["seconds_setup"] + 4000 * row["seconds_per_iter_steady"]
-    print(json.dumps(row), flush=True)
+    base = DistillSettings(iters=args.iters, batch=args.batch, patch=args.patch, dobi_batch=args.dobi_batch,
+                           fused_quantizers=not args.unfused, log_every=args.log_every)
+    held_out = PatchSampler(images, args.patch, dev, 12345).sample(32)
+    out = {"config": cfg.tag, "scale": args.scale, "batch": args.batch, "torch": torch.__version__,
+           "command": " ".join(sys.argv), "variants": {}}
+
+    def sampler(seed=0):
+        return PatchSampler(images, args.patch, dev, seed)
+
+    def save():  # after every section: a later failure keeps what was measured
+        if args.json:
+            Path(args.json).write_text(json.dumps(out, indent=1))
+
+    def mem_reset():
+        if on_gpu:
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+
+    for v in args.variants.split(","):
+        st = {"base": lambda: base, "seed1": lambda: replace(base, seed=1),
+              "pool": lambda: replace(base, teacher_pool=args.pool)}[v]()
+        mem_reset()
+        student, log = calibrate(fp, cfg, sampler(st.seed), st, progress=False)
+        with torch.no_grad():
+            ev = sum(eval_distill_loss(fp, student, held_out[i : i + 8]) for i in range(0, 32, 8)) / 4
+        row = {"device": log["device"], "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if on_gpu else None,
+               **{k: log.get(k) for k in ("iters_done", "seconds_dobi", "seconds_teacher_pool", "seconds_setup",
+                                          "seconds_per_iter_steady", "graph", "fused_quantizers", "loss_first")},
+               "eval_loss_held_out": ev, "loss_curve": log["loss"], "quantizer_hash": param_hash(student)}
+        row["projected_4000_s"] = (row["seconds_dobi"] + (row["seconds_teacher_pool"] or 0) + row["seconds_setup"]
+                                   + 4000 * row["seconds_per_iter_steady"])
+        out["variants"][v] = row
+        del student
+        print(json.dumps({v: {k: x for k, x in row.items() if k != "loss_curve"}}), flush=True)
+        save()
+
+    if args.bypass_iters and on_gpu:  # the quantizers' share of the graph step: bypass them (keeping a gradient path)
+        orig = quant.FakeQuant.forward
+
+        def bypass(self, t):
+            return orig(self, t) if self.observe else t + 0 * self.alpha
+
+        quant.FakeQuant.forward = bypass
+        try:
+            _, log = calibrate(fp, cfg, sampler(), replace(base, iters=args.bypass_iters, log_every=10**9), progress=False)
+        finally:
+            quant.FakeQuant.forward = orig
+        out["graph_step_s_quantizers_bypassed"] = log["seconds_per_iter_steady"]
+        print(json.dumps({"graph_step_s_quantizers_bypassed": log["seconds_per_iter_steady"]}), flush=True)
+        save()
+
+    if args.region_iters and on_gpu:
+        out["regions"] = regions(fp, cfg, sampler(), base, args.region_iters)
+        print(json.dumps({"regions": out["regions"]}), flush=True)
+        save()
+
+    if args.dobi_reference:
+        x = sampler().sample(args.dobi_batch)
+        timings, fast = {}, quant.dobi_errors
+        for name, fn in (("fast", fast), ("reference", quant.dobi_errors_reference)):
+            quant.dobi_errors = fn  # what FakeQuant.dobi_ calls
+            try:
+                if on_gpu:
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                student = build_student(fp, cfg).to(dev)  # weight DOBI (per channel), then activations
+                dobi_init(student, x)
+                if on_gpu:
+                    torch.cuda.synchronize()
+                timings[name] = {"seconds": time.perf_counter() - t0, "hash": param_hash(student)}
+            finally:
+                quant.dobi_errors = fast
+        with torch.no_grad():
+            t0 = time.perf_counter()
+            fp(x)
+            if on_gpu:
+                torch.cuda.synchronize()
+            timings["fp_forward_seconds"] = time.perf_counter() - t0
+        timings["same_ranges"] = timings["fast"]["hash"] == timings["reference"]["hash"]
+        out["dobi"] = timings
+        print(json.dumps({"dobi": timings}), flush=True)
+        save()
+
+    if args.determinism:
+        st = replace(base, iters=args.determinism, log_every=10**9)
+        hashes = [param_hash(calibrate(fp, cfg, sampler(), st, progress=False)[0]) for _ in range(2)]
+        out["determinism"] = {"iters": args.determinism, "hashes": hashes, "same": hashes[0] == hashes[1]}
+        print(json.dumps({"determinism": out["determinism"]}), flush=True)
+        save()
+
     if args.profile_iters:
         from torch.profiler import ProfilerActivity, profile
 
         st = replace(base, iters=args.profile_iters, cuda_graph=False, dobi_batch=1)
         with profile(activities=[ProfilerActivity.CUDA if on_gpu else ProfilerActivity.CPU]) as prof:
-            calibrate(fp, cfg, sampler, st, progress=False)
+            calibrate(fp, cfg, sampler(), st, progress=False)
         key = "cuda_time_total" if on_gpu else "cpu_time_total"
-        print(prof.key_averages().table(sort_by=key, row_limit=25), flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(row, indent=1))
+        table = prof.key_averages().table(sort_by=key, row_limit=25)
+        out["top_kernels"] = table
+        print(table, flush=True)
+    save()
 
 
 if __name__ == "__main__":

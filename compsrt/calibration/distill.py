@@ -16,7 +16,7 @@ import importlib.util
 import math
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -37,11 +37,11 @@ STEP_FLOOR = 0.25  # lr_mode "step": no quantizer step may fall below this fract
 class DistillSettings:
     iters: int = 4000
     batch: int = 16
-    patch: int = 64
+    patch: int | None = None  # None: the device default (DEVICE_DEFAULTS)
     lr: float = 1e-2
     betas: tuple[float, float] = (0.9, 0.99)
     clip: float = 1.0
-    dobi_batch: int = 32
+    dobi_batch: int | None = None  # None: the device default (DEVICE_DEFAULTS)
     seed: int = 0
     cuda_graph: bool = True
     # on CUDA, per-tensor quantizers run through the Triton kernels of .fused_quant (1.6x / 2.4x faster
@@ -62,6 +62,22 @@ class DistillSettings:
     # Without it, step-relative updates still let a few steps drift to the S_MIN clamp, where they get no
     # gradient again (docs/calibration.md, "Why, and what to do next").
     step_floor: float = STEP_FLOOR
+    # > 0: the frozen teacher runs once, up front, on a fixed pool of this many augmented patches (outputs and
+    # stage features kept on the device, ~4.7 MB per 64x64 x4 patch); each step then draws its batch from the
+    # pool instead of running the teacher. 0: fresh patches and a teacher forward every step (the authors').
+    teacher_pool: int = 0
+
+
+# (patch, DOBI batch) when not given: the authors' 64x64 patches and a DOBI batch of 32 on a GPU; on a CPU,
+# 32x32 patches (a step ~4x cheaper) and a DOBI batch of 4, so a 10-iteration run takes minutes, not hours
+DEVICE_DEFAULTS = {"cuda": (64, 32), "cpu": (32, 4)}
+
+
+def for_device(st: "DistillSettings", dev: torch.device) -> "DistillSettings":
+    """``st`` with the device defaults filled in for the fields left at None."""
+    patch, dobi = DEVICE_DEFAULTS.get(dev.type, DEVICE_DEFAULTS["cpu"])
+    return replace(st, patch=patch if st.patch is None else st.patch,
+                   dobi_batch=dobi if st.dobi_batch is None else st.dobi_batch)
 
 
 def _normalized(f: torch.Tensor) -> torch.Tensor:
@@ -77,12 +93,18 @@ def distill_loss(s_out, t_out, s_feats, t_feats) -> torch.Tensor:
 
 
 @torch.no_grad()
-def dobi_init(student: nn.Module, x: torch.Tensor) -> None:
+def dobi_init(student: nn.Module, x: torch.Tensor, progress: bool = False) -> None:
     """One FP forward pass; every activation quantizer keeps its best of 100 shrinking ranges."""
     set_observe(student, True)
+    watched = [fq for fq in quantizers(student) if fq.observe]
+    bar = tqdm(total=len(watched), desc="DOBI", unit="quantizer", disable=not progress, leave=False)
+    hooks = [fq.register_forward_hook(lambda *_: bar.update(1)) for fq in watched]
     try:
         student(x)
     finally:
+        for h in hooks:
+            h.remove()
+        bar.close()
         set_observe(student, False)
 
 
@@ -123,6 +145,7 @@ def calibrate(fp: nn.Module, cfg: QuantConfig, sampler: PatchSampler, settings: 
               progress: bool = True) -> tuple[nn.Module, dict]:
     """Compress ``fp`` (eval, on the sampler's device); returns the student (not frozen) and a log dict."""
     dev = sampler.device
+    settings = for_device(replace(settings, patch=settings.patch or sampler.patch), dev)  # the sampler's patches
     torch.manual_seed(settings.seed)
     old_tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     if dev.type == "cuda" and settings.tf32:
@@ -148,7 +171,7 @@ def _calibrate(fp, cfg, sampler, st: DistillSettings, progress):
         p.requires_grad_(False)
     student = build_student(teacher, cfg).to(dev)
     dobi_x = sampler.sample(st.dobi_batch)
-    dobi_init(student, dobi_x)
+    dobi_init(student, dobi_x, progress)
     _sync(dev)
     t_dobi = time.perf_counter() - t0
     params = trainable_params(student)
@@ -164,11 +187,25 @@ def _calibrate(fp, cfg, sampler, st: DistillSettings, progress):
         fq.fused = True
     opt = torch.optim.Adam(params, lr=st.lr, betas=st.betas, capturable=use_graph)
     static_x = torch.empty(st.batch, 3, st.patch, st.patch, device=dev)
+    t_pool = time.perf_counter()
+    pool = TeacherPool(teacher, sampler, st.teacher_pool, st.batch, st.seed) if st.teacher_pool > 0 else None
+    _sync(dev)
+    t_pool = time.perf_counter() - t_pool
+    static_t = pool.buffers() if pool is not None else None
+
+    def next_batch():
+        if pool is None:
+            static_x.copy_(sampler.sample(st.batch))
+        else:
+            pool.draw_(static_x, static_t)
 
     def step():
         with torch.no_grad():
-            t_feats: list = []
-            t_out = teacher(static_x, stage_outputs=t_feats)
+            if static_t is None:
+                t_feats: list = []
+                t_out = teacher(static_x, stage_outputs=t_feats)
+            else:
+                t_out, t_feats = static_t[0], static_t[1:]
         s_feats: list = []
         s_out = student(static_x, stage_outputs=s_feats)
         loss = distill_loss(s_out, t_out, s_feats, t_feats)
@@ -205,7 +242,7 @@ def _calibrate(fp, cfg, sampler, st: DistillSettings, progress):
         s.wait_stream(torch.cuda.current_stream(dev))
         with torch.cuda.stream(s):
             for _ in range(min(warm, st.iters)):
-                static_x.copy_(sampler.sample(st.batch))
+                next_batch()
                 opt.zero_grad(set_to_none=True)
                 losses_seen.append(step())
                 it += 1
@@ -215,7 +252,7 @@ def _calibrate(fp, cfg, sampler, st: DistillSettings, progress):
             try:
                 graph = torch.cuda.CUDAGraph()
                 opt.zero_grad(set_to_none=True)
-                static_x.copy_(sampler.sample(st.batch))
+                next_batch()
                 with torch.cuda.graph(graph):
                     static_loss = step()
                 log["graph"] = True
@@ -230,11 +267,11 @@ def _calibrate(fp, cfg, sampler, st: DistillSettings, progress):
             stopped_early = True
             break
         if graph is not None:
-            static_x.copy_(sampler.sample(st.batch))
+            next_batch()
             graph.replay()
             cur = static_loss
         else:
-            static_x.copy_(sampler.sample(st.batch))
+            next_batch()
             opt.zero_grad(set_to_none=True)
             cur = step()
         it += 1
@@ -252,18 +289,48 @@ def _calibrate(fp, cfg, sampler, st: DistillSettings, progress):
         fq.fused = False  # evaluation and export use the eager formulas
     log.update(
         iters_done=it, iters_requested=st.iters, stopped_early=stopped_early,
-        seconds_dobi=t_dobi, seconds_train=t_end - t_train, seconds_total=t_end - t0,
+        seconds_dobi=t_dobi, seconds_teacher_pool=t_pool, teacher_pool=st.teacher_pool, seconds_train=t_end - t_train, seconds_total=t_end - t0,
         seconds_per_iter=(t_end - t_train) / max(it, 1), seconds_setup=t_steady - t_train,
         seconds_per_iter_steady=(t_end - t_steady) / max(it - it_steady, 1), n_quantizers=len(quantizers(student)),
         lr_mode=lr_mode, collapsed_steps=collapsed_steps(student), weight_code_bits=weight_code_bits(student),
         activation_code_bits=activation_code_bits(student),
-        n_trainable=sum(p.numel() for p in params), device=str(torch.cuda.get_device_name(dev)) if dev.type == "cuda" else platform.processor() or "cpu",
+        patch=st.patch, dobi_batch=st.dobi_batch, n_trainable=sum(p.numel() for p in params), device=str(torch.cuda.get_device_name(dev)) if dev.type == "cuda" else platform.processor() or "cpu",
         torch=str(torch.__version__),
     )
     if losses_seen:
         log["loss_first"] = float(losses_seen[0])
     student.eval()
     return student, log
+
+
+class TeacherPool:
+    """The frozen teacher's outputs and stage features on a fixed pool of augmented patches, computed once;
+    batches are drawn from it with replacement (a seeded generator), so a step needs no teacher forward."""
+
+    @torch.no_grad()
+    def __init__(self, teacher: nn.Module, sampler: PatchSampler, size: int, batch: int, seed: int):
+        xs, outs = [], []
+        for i in range(0, size, batch):
+            x = sampler.sample(min(batch, size - i))
+            feats: list = []
+            out = teacher(x, stage_outputs=feats)
+            xs.append(x)
+            outs.append([out] + feats)
+        self.x = torch.cat(xs)
+        self.t = [torch.cat(parts) for parts in zip(*outs)]  # output, then the four stage features
+        self.batch = batch
+        self.gen = torch.Generator(device=self.x.device).manual_seed(seed + 1)
+
+    def buffers(self) -> list[torch.Tensor]:
+        """Static tensors (one batch) the step reads the teacher's output and features from."""
+        return [torch.empty((self.batch, *t.shape[1:]), device=t.device, dtype=t.dtype) for t in self.t]
+
+    @torch.no_grad()
+    def draw_(self, x: torch.Tensor, t: list[torch.Tensor]) -> None:
+        idx = torch.randint(0, self.x.shape[0], (self.batch,), device=self.x.device, generator=self.gen)
+        torch.index_select(self.x, 0, idx, out=x)
+        for dst, src in zip(t, self.t):
+            torch.index_select(src, 0, idx, out=dst)
 
 
 @torch.no_grad()

@@ -14,7 +14,7 @@ from ..models.weights import check_state_dict, read_state_dict, resolve_weights
 from ..models.swinir import SwinIR, SwinIRConfig
 from .checkpoint import save_checkpoint
 from .data import PatchSampler, load_training_lr
-from .distill import DistillSettings, calibrate
+from .distill import DistillSettings, calibrate, for_device
 from .qmodel import QuantConfig
 
 
@@ -34,6 +34,7 @@ def compress(scale: int, cfg: QuantConfig, out: str | os.PathLike, settings: Dis
     if settings.iters < 0 or settings.batch < 1:
         raise CompsrtError("--iters must be >= 0 and --batch >= 1")
     dev = pick_device(device)
+    settings = for_device(settings, dev)
     path = resolve_weights(scale, weights)
     state = read_state_dict(path)
     check_state_dict(state, scale, str(path))

@@ -108,6 +108,7 @@ class QLinear(nn.Module):
         self.bias = nn.Parameter(bias.detach().clone().float(), requires_grad=False)
         self.register_buffer("codes", torch.zeros(0, dtype=torch.int8))
         self.register_buffer("mask", torch.ones(self.out_features, self.n, dtype=torch.bool))
+        self.register_buffer("wt_cache", torch.zeros(0), persistent=False)
         wkind = "paper" if cfg.mode == "paper" else "sym"
         self.wq = FakeQuant(cfg.bits, wkind, channels=self.out_features if cfg.mode == "deploy" else None,
                             clamp=cfg.clamp_codes)
@@ -118,15 +119,20 @@ class QLinear(nn.Module):
         return self.codes.numel() > 0
 
     def rotated_weight(self) -> torch.Tensor:
-        """[W, 0] @ H_n, pruned (zeros where the mask drops), (out, n)."""
-        return rotate_last(self.fp_weight, self.n) * self.mask
+        """[W, 0] @ H_n, pruned (zeros where the mask drops), (out, n); constant while calibrating (weights and
+        mask are frozen), so kept once computed (a non-persistent buffer: moves with the module, never saved)."""
+        if self.wt_cache.shape != self.mask.shape:
+            return rotate_last(self.fp_weight, self.n) * self.mask
+        return self.wt_cache
 
     @torch.no_grad()
     def init_weight_(self) -> None:
         """Pruning mask (frozen) then DOBI on the rotated weight (data-free)."""
         wt = rotate_last(self.fp_weight, self.n)
         self.mask.copy_(prune_mask(wt, self.cfg.prune))
-        self.wq.dobi_(wt * self.mask)
+        # the kept copy is rotated in float64: it must not inherit TF32 from a calibration that enabled it
+        self.wt_cache = (rotate_last(self.fp_weight.double(), self.n) * self.mask).float()
+        self.wq.dobi_(self.wt_cache)
 
     def qweight(self) -> torch.Tensor:
         """The dequantized rotated weight (out, n) (deploy) or the rotated-back cropped weight (out, m) (paper)."""
@@ -153,6 +159,7 @@ class QLinear(nn.Module):
         codes = self.weight_codes()
         self.codes = codes.to(code_dtype(codes))
         self.fp_weight = torch.zeros(0, device=self.codes.device)
+        self.wt_cache = torch.zeros(0, device=self.codes.device)
 
     def folded_bias(self, w: torch.Tensor) -> torch.Tensor:
         """Deploy: b' = b + shift * sum_k DQ(W~)[o, k]  (so the graph computes DQ(Q(x~ - shift)) DQ(W~)^T + b')."""

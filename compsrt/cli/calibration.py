@@ -21,6 +21,10 @@ def register(subparsers) -> None:
     p.add_argument("--iters", type=int, default=4000)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--patch", type=int, default=None,
+                   help="LR patch size of a DQC batch (default: 64 on a GPU, 32 on a CPU)")
+    p.add_argument("--dobi-batch", type=int, default=None,
+                   help="patches DOBI observes (default: 32 on a GPU, 4 on a CPU)")
     p.add_argument("--weights", default=None, help="FP weights (.pth); default: the data folder's stand-in")
     p.add_argument("--data", default=None, help="data root holding train/ and calib/ (default: $COMPSRT_DATA)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
@@ -51,10 +55,17 @@ def _calibrate(args) -> int:
     cfg = QuantConfig(bits=args.bits, mode=args.mode, prune=args.prune, clamp_codes=args.clamp_codes)
     if args.step_floor is not None and not 0 <= args.step_floor < 1:
         raise CompsrtError(f"--step-floor must be in [0, 1), got {args.step_floor}")
-    st = DistillSettings(iters=args.iters, batch=args.batch, seed=args.seed, cuda_graph=not args.no_cuda_graph,
+    for name in ("patch", "dobi_batch"):
+        if getattr(args, name, None) is not None and getattr(args, name) < 1:
+            raise CompsrtError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    st = DistillSettings(iters=args.iters, batch=args.batch, seed=args.seed,
+                         patch=getattr(args, "patch", None), dobi_batch=getattr(args, "dobi_batch", None), cuda_graph=not args.no_cuda_graph,
                          lr_mode=args.lr_mode, step_floor=STEP_FLOOR if args.step_floor is None else args.step_floor)
     meta = compress(args.scale, cfg, args.out, st, weights=args.weights, data=args.data, device=args.device)
     log = meta["log"]
+    print(f"settings: {log['device']}, batch {st.batch} of {log['patch']}x{log['patch']} LR patches, DOBI on "
+          f"{log['dobi_batch']} patches (device defaults unless --patch / --dobi-batch); data {meta['seconds_data']:.1f} s, "
+          f"DOBI {log['seconds_dobi']:.1f} s, DQC {log['seconds_train']:.1f} s")
     print(f"wrote {args.out}: {cfg.tag} x{args.scale}, {log['iters_done']} iterations, "
           f"{log['seconds_total']:.1f} s (DOBI {log['seconds_dobi']:.1f} s)")
     b, wb, ab = cfg.bits, log["weight_code_bits"], log["activation_code_bits"]
