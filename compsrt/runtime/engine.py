@@ -259,6 +259,11 @@ def _setup_plugins(trt, builder, plugins: str | None) -> dict:
     lib = Path(plugins)
     if not lib.is_file():
         raise CompsrtError(f"plugin library {lib} does not exist; build it (compsrt/plugins/cpp) or pass --plugins python")
+    from ..plugins.trt_compat import ensure_rtx_library_alias
+
+    if ensure_rtx_library_alias(trt) == "missing":  # the RTX parser would abort on the plugin node
+        raise CompsrtError("TensorRT-RTX: libtensorrt_rtx.so is missing next to libtensorrt_rtx.so.1 and cannot be "
+                           "created; see docs/plugins.md (make_rtx_library_alias_dir + LD_LIBRARY_PATH)")
     registry = builder.get_plugin_registry() if hasattr(builder, "get_plugin_registry") else trt.get_plugin_registry()
     try:
         handle = registry.load_library(str(lib))

@@ -2,11 +2,16 @@
 #include "HadamardPlugin.h"
 #include "hadamard_launch.h"
 
+#include <dlfcn.h>
+
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <exception>
 #include <iostream>
 #include <memory>
+#include <mutex>
+#include <type_traits>
 
 using namespace nvinfer1;
 
@@ -18,9 +23,93 @@ constexpr char const* kNAME = "HadamardTransform";
 constexpr char const* kVERSION = "1";
 constexpr char const* kNAMESPACE = "compsrt";
 
+// The library is not linked against libnvinfer (nor libtensorrt_rtx): the few TensorRT C entry points
+// it needs (getPluginRegistry, getInferLibMajorVersion) come from the TensorRT library that the
+// process has already loaded.
+void* trtSymbol(char const* name) noexcept
+{
+    if (void* sym = dlsym(RTLD_DEFAULT, name))
+        return sym;
+    // Python and other plugin hosts load TensorRT with RTLD_LOCAL: ask each candidate by soname,
+    // RTLD_NOLOAD so that nothing new is mapped.
+    for (char const* lib : {"libnvinfer.so.10", "libnvinfer.so.11", "libnvinfer.so", "libtensorrt_rtx.so.1"})
+    {
+        if (void* h = dlopen(lib, RTLD_LAZY | RTLD_NOLOAD))
+        {
+            void* sym = dlsym(h, name);
+            dlclose(h);
+            if (sym)
+                return sym;
+        }
+    }
+    return nullptr;
+}
+
+std::mutex gLoggerMutex;
+ILoggerFinder* gLoggerFinder{nullptr}; // set by TensorRT through setLoggerFinder()
+
+// ILoggerFinder is a plain interface in the TensorRT 10 headers and an IVersionedInterface from
+// TensorRT 11 on; TensorRT-RTX (1.7 measured) uses the later layout. With the other layout,
+// findLogger() sits in another vtable slot (TensorRT 10 headers in TensorRT-RTX call
+// getAPILanguage() instead), so the finder is used only when the two layouts agree.
+constexpr bool kHeaderFinderVersioned = std::is_base_of<IVersionedInterface, ILoggerFinder>::value;
+
+// 1 / 0: the TensorRT library loaded in this process has the versioned / plain layout; -1: unknown.
+int runtimeFinderVersioned() noexcept
+{
+    if (void* h = dlopen("libtensorrt_rtx.so.1", RTLD_LAZY | RTLD_NOLOAD))
+    {
+        dlclose(h);
+        return 1;
+    }
+    using GetMajor = int32_t (*)() noexcept;
+    auto const major = reinterpret_cast<GetMajor>(trtSymbol("getInferLibMajorVersion"));
+    if (major == nullptr)
+        return -1;
+    return major() >= 11 ? 1 : 0;
+}
+
+// The logger of the builder / runtime that called the plugin method (through the ILoggerFinder that
+// TensorRT passes to setLoggerFinder() when it loads the library); nullptr when there is none.
+ILogger* pluginLogger() noexcept
+{
+    std::lock_guard<std::mutex> lock(gLoggerMutex);
+    return gLoggerFinder != nullptr ? gLoggerFinder->findLogger() : nullptr;
+}
+
+// To TensorRT's logger, else (no logger finder, or one of another layout) to stderr.
+void logMessage(ILogger::Severity severity, char const* msg) noexcept
+{
+    try
+    {
+        std::string const line = std::string("[compsrt HadamardTransform] ") + msg;
+        if (ILogger* l = pluginLogger())
+            l->log(severity, line.c_str());
+        else
+            std::cerr << line << std::endl;
+    }
+    catch (...)
+    {
+    }
+}
+
 void logError(char const* msg) noexcept
 {
-    std::cerr << "[compsrt HadamardTransform] " << msg << std::endl;
+    logMessage(ILogger::Severity::kERROR, msg);
+}
+
+char const* typeName(DataType t) noexcept
+{
+    switch (t)
+    {
+    case DataType::kFLOAT: return "FP32";
+    case DataType::kHALF: return "FP16";
+    case DataType::kINT8: return "INT8";
+    case DataType::kINT32: return "INT32";
+    case DataType::kBOOL: return "BOOL";
+    case DataType::kUINT8: return "UINT8";
+    default: return "this type";
+    }
 }
 
 // Read a numeric plugin field whatever numeric type the producer used (the ONNX parser
@@ -42,19 +131,23 @@ bool readNumber(PluginField const& f, double& v) noexcept
 }
 } // namespace
 
-bool HadamardParams::valid() const noexcept
+bool HadamardParams::check(char* why, size_t size) const noexcept
 {
     int32_t const m = width > 0 ? width : n;
     if (!compsrtHadamardValidate(n, m))
-        return false;
-    if (quantize)
-    {
-        if (!(scale > 0.F) || !std::isfinite(scale) || !std::isfinite(shift))
-            return false;
-        if (qmin < -128 || qmax > 127 || qmin > qmax)
-            return false;
-    }
-    return true;
+        std::snprintf(why, size, "invalid attributes n = %d, width = %d: n must be a power of two in [2, 1024] "
+            "and 1 <= width <= n (0 = n)", n, width);
+    else if (axis != -1 && axis < 0)
+        std::snprintf(why, size, "invalid attribute axis = %d: only the last axis is supported (axis = -1)", axis);
+    else if (quantize && (!(scale > 0.F) || !std::isfinite(scale) || !std::isfinite(shift)))
+        std::snprintf(why, size, "invalid quantizer shift = %g, scale = %g: scale must be finite and > 0, "
+            "shift finite", static_cast<double>(shift), static_cast<double>(scale));
+    else if (quantize && (qmin < -128 || qmax > 127 || qmin > qmax))
+        std::snprintf(why, size, "invalid quantizer bounds qmin = %d, qmax = %d: need -128 <= qmin <= qmax <= 127",
+            qmin, qmax);
+    else
+        return true;
+    return false;
 }
 
 HadamardPlugin::HadamardPlugin(HadamardParams const& p, std::string ns)
@@ -111,7 +204,18 @@ int32_t HadamardPlugin::getOutputDataTypes(
     DataType* outputTypes, int32_t nbOutputs, DataType const* inputTypes, int32_t nbInputs) const noexcept
 {
     if (nbInputs != 1 || nbOutputs != 1)
+    {
+        logError("expects one input and one output");
         return -1;
+    }
+    if (inputTypes[0] != DataType::kFLOAT && inputTypes[0] != DataType::kHALF)
+    {
+        char msg[160];
+        std::snprintf(msg, sizeof(msg), "input type %s is not supported: the input must be FP32 or FP16 "
+            "(cast it before the node)", typeName(inputTypes[0]));
+        logError(msg);
+        return -1;
+    }
     outputTypes[0] = mP.quantize ? DataType::kINT8 : inputTypes[0];
     return 0;
 }
@@ -161,6 +265,16 @@ size_t HadamardPlugin::getWorkspaceSize(
     DynamicPluginTensorDesc const*, int32_t, DynamicPluginTensorDesc const*, int32_t) const noexcept
 {
     return 0;
+}
+
+char const* HadamardPlugin::getTimingCacheID() noexcept
+{
+    // Attributes only (TensorRT adds the I/O shapes and formats); floats as exact hex.
+    char id[192];
+    std::snprintf(id, sizeof(id), "hadamard_n%d_w%d_axis%d_q%d_shift%a_scale%a_qmin%d_qmax%d", mP.n, mP.width,
+        mP.axis, mP.quantize, static_cast<double>(mP.shift), static_cast<double>(mP.scale), mP.qmin, mP.qmax);
+    mTimingCacheID = id;
+    return mTimingCacheID.c_str();
 }
 
 int32_t HadamardPlugin::onShapeChange(
@@ -219,10 +333,12 @@ PluginFieldCollection const* HadamardPlugin::getFieldsToSerialize() noexcept
 HadamardPluginCreator::HadamardPluginCreator()
     : mNamespace(kNAMESPACE)
 {
-    for (char const* name : {"n", "axis", "width", "quantize", "qmin", "qmax"})
-        mFieldNames.emplace_back(name, nullptr, PluginFieldType::kINT32, 1);
-    for (char const* name : {"shift", "scale"})
-        mFieldNames.emplace_back(name, nullptr, PluginFieldType::kFLOAT32, 1);
+    // Same order as the Python creator (compsrt.plugins.core.FIELD_ORDER).
+    for (char const* name : {"n", "axis", "width", "quantize", "shift", "scale", "qmin", "qmax"})
+    {
+        bool const isFloat = std::strcmp(name, "shift") == 0 || std::strcmp(name, "scale") == 0;
+        mFieldNames.emplace_back(name, nullptr, isFloat ? PluginFieldType::kFLOAT32 : PluginFieldType::kINT32, 1);
+    }
     mFC.nbFields = static_cast<int32_t>(mFieldNames.size());
     mFC.fields = mFieldNames.data();
 }
@@ -275,10 +391,10 @@ IPluginV3* HadamardPluginCreator::createPlugin(char const*, PluginFieldCollectio
         }
         if (p.width <= 0)
             p.width = p.n;
-        if (!p.valid())
+        char why[200];
+        if (!p.check(why, sizeof(why)))
         {
-            logError("invalid attributes (n power of two in [2,1024], 1 <= width <= n, scale > 0, "
-                     "-128 <= qmin <= qmax <= 127)");
+            logError(why);
             return nullptr;
         }
         return new HadamardPlugin(p, mNamespace);
@@ -293,12 +409,28 @@ IPluginV3* HadamardPluginCreator::createPlugin(char const*, PluginFieldCollectio
 } // namespace compsrt
 
 // ------------------------------------------------------------------ library entry points
-// trtexec --dynamicPlugins=libcompsrt_plugins.so and IPluginRegistry::loadLibrary() use these.
+// The only exported symbols (-fvisibility=hidden + exports.map).
+// trtexec --dynamicPlugins=libcompsrt_plugins.so and IPluginRegistry::loadLibrary() use the first two.
 // No REGISTER_TENSORRT_PLUGIN static registration: loading the library twice would otherwise
 // register the creator twice.
-extern "C" void setLoggerFinder(nvinfer1::ILoggerFinder*) {}
+#define COMPSRT_EXPORT __attribute__((visibility("default")))
 
-extern "C" nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators)
+extern "C" COMPSRT_EXPORT void setLoggerFinder(nvinfer1::ILoggerFinder* finder)
+{
+    int const runtime = compsrt::runtimeFinderVersioned();
+    bool const usable = runtime == (compsrt::kHeaderFinderVersioned ? 1 : 0);
+    if (finder != nullptr && !usable)
+    {
+        std::cerr << "[compsrt HadamardTransform] libcompsrt_plugins.so was built against TensorRT "
+                  << NV_TENSORRT_MAJOR << " headers, whose ILoggerFinder differs from the loaded TensorRT's"
+                  << (runtime < 0 ? " (unknown version)" : "")
+                  << ": plugin messages go to stderr; rebuild it against the headers of this TensorRT" << std::endl;
+    }
+    std::lock_guard<std::mutex> lock(compsrt::gLoggerMutex);
+    compsrt::gLoggerFinder = usable ? finder : nullptr;
+}
+
+extern "C" COMPSRT_EXPORT nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators)
 {
     static compsrt::HadamardPluginCreator sCreator;
     static nvinfer1::IPluginCreatorInterface* const kCREATORS[] = {&sCreator};
@@ -307,9 +439,19 @@ extern "C" nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCrea
 }
 
 // For applications that dlopen the library themselves: registers the creator in the global
-// registry under namespace "compsrt". Returns true on success.
-extern "C" bool compsrtRegisterPlugins()
+// registry (getPluginRegistry() of the TensorRT library already loaded in the process) under
+// namespace "compsrt". Returns true on success, false if no TensorRT is loaded or the registry
+// refuses (a creator of the same name, e.g. the Python plugin, is registered already).
+extern "C" COMPSRT_EXPORT bool compsrtRegisterPlugins()
 {
+    using GetRegistry = nvinfer1::IPluginRegistry* (*) () noexcept;
+    auto const getRegistry = reinterpret_cast<GetRegistry>(compsrt::trtSymbol("getPluginRegistry"));
+    if (getRegistry == nullptr)
+    {
+        compsrt::logError("compsrtRegisterPlugins: no TensorRT library (libnvinfer / libtensorrt_rtx) is loaded");
+        return false;
+    }
+    nvinfer1::IPluginRegistry* registry = getRegistry();
     static compsrt::HadamardPluginCreator sCreator;
-    return getPluginRegistry()->registerCreator(sCreator, "compsrt");
+    return registry != nullptr && registry->registerCreator(sCreator, "compsrt");
 }

@@ -22,7 +22,8 @@ struct HadamardParams
     float scale{1.F};
     int32_t qmin{-128};
     int32_t qmax{127};
-    bool valid() const noexcept;
+    // true if usable; else false with the reason (naming the attribute and the rule) in why.
+    bool check(char* why, size_t size) const noexcept;
 };
 
 class HadamardPlugin : public nvinfer1::IPluginV3,
@@ -57,6 +58,7 @@ public:
         nvinfer1::DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept override;
     size_t getWorkspaceSize(nvinfer1::DynamicPluginTensorDesc const* inputs, int32_t nbInputs,
         nvinfer1::DynamicPluginTensorDesc const* outputs, int32_t nbOutputs) const noexcept override;
+    char const* getTimingCacheID() noexcept override;
 
     // IPluginV3OneRuntime
     int32_t onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs, nvinfer1::PluginTensorDesc const* out,
@@ -71,6 +73,7 @@ private:
     std::string mNamespace;
     std::vector<nvinfer1::PluginField> mFields;
     nvinfer1::PluginFieldCollection mFC{};
+    std::string mTimingCacheID;
 };
 
 class HadamardPluginCreator : public nvinfer1::IPluginCreatorV3One
