@@ -271,11 +271,44 @@ def test_inspect_counts_and_plugin_variant(q4, q4_matmul):
     onnx.checker.check_model(plug)
 
 
+def test_initializers_by_kind_one_constant_per_distinct_tensor(q4_matmul):
+    """Small graphs: one shared mask source for all shifted blocks, the position bias gathered from its table,
+    no initialiser repeated; the FP graph stays close to the size of its FP32 parameters."""
+    torch.manual_seed(0)
+    m = SwinIR(SwinIRConfig(scale=2, depths=(4,), num_heads=(6,))).eval()  # two shifted blocks
+    proto, _ = build_onnx(m, ExportOptions(tile=TILE, batch=None))
+    r = inspect_model(proto)
+    kinds, n_windows, n = r["initializer_bytes_by_kind"], (TILE[0] // 8) * (TILE[1] // 8), 64
+    assert r["duplicate_initializers"]["count"] == 0, r["duplicate_initializers"]
+    assert kinds["masks"] == n_windows * n * 4  # the region ids, once, not 2 x (nW, n, n) masks
+    assert kinds["position_bias"] == 4 * 225 * 6 * 4  # the four 15x15x6 tables
+    assert kinds["codes"] == kinds["scales"] == kinds["hadamard"] == 0
+    names = {t.name for t in proto.graph.initializer}
+    ops = [nd.op_type for nd in proto.graph.node]
+    assert sum(nd.op_type == "Gather" and nd.input[0] in names for nd in proto.graph.node) == 4
+    assert ops.count("Abs") == 1  # one mask subgraph for both shifted blocks
+    params = sum(p.numel() * 4 for p in m.parameters())
+    assert sum(kinds.values()) <= 1.02 * params and r["onnx_bytes"] <= 1.3 * params
+    x = torch.rand(2, 3, *TILE, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        ref = m(x).numpy()
+    assert np.abs(_ort(proto).run(None, {"input": x.numpy()})[0] - ref).max() < 1e-5
+
+    rq = inspect_model(q4_matmul[0])
+    kq = rq["initializer_bytes_by_kind"]
+    assert rq["duplicate_initializers"]["count"] == 0, rq["duplicate_initializers"]
+    assert kq["codes"] == 2 * (3 * 60 * 64 + 60 * 64 + 120 * 64 + 60 * 128)  # int8 (out, n) codes, nothing else
+    assert kq["hadamard"] == 4 * (60 * 64 + 120 * 128 + 10 * 16 + 64 * 64)  # one matrix per distinct (m, n)
+
+
 def test_int4_weight_blocks_match_onnxruntime(q4):
     proto, side = build_onnx(q4, ExportOptions(tile=TILE, batch=1, hadamard="matmul", opset=21, int4_block=64))
     r = inspect_model(proto)
     assert r["opset"]["ai.onnx"] == 21 and r["layer_precision_counts"]["matmul:int8xint4"] == 12
     assert "int4" in r["weight_bytes_by_dtype"]
+    # packed two codes a byte in raw_data (not int32_data varints)
+    int4 = [t for t in proto.graph.initializer if t.data_type == onnx.TensorProto.INT4 and t.dims[0] > 1]
+    assert int4 and all(len(t.raw_data) == (int(np.prod(t.dims)) + 1) // 2 for t in int4)
     x = torch.rand(1, 3, *TILE, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         ref = q4(x).numpy()

@@ -17,7 +17,8 @@ from ..errors import CompsrtError
 from ..files import atomic_path, atomic_write_text, sha256_file
 from .graph import INPUT_NAME, OUTPUT_NAME, SITE_DOMAIN, StaticSwinIR, trace_to_onnx
 from ..plugins import PLUGIN_VERSION
-from .surgery import HADAMARD_VARIANTS, PLUGIN_DOMAIN, PLUGIN_OP, remove_identities, replace_markers, to_plugin
+from .surgery import (HADAMARD_VARIANTS, PLUGIN_DOMAIN, PLUGIN_OP, compact_constants, remove_identities,
+                      replace_markers, to_plugin)
 
 LEGACY_MAX_OPSET = 20  # the TorchScript exporter; higher opsets go through onnx.version_converter
 IO_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
@@ -141,6 +142,7 @@ def build_onnx(model: nn.Module, opts: ExportOptions, meta: dict | None = None) 
         graph.fold_constants()
     except Exception:  # pragma: no cover - fold is an optimisation only
         pass
+    compact_constants(graph, static.constants)  # after folding, which would expand them again
     proto = _finish(graph)
     proto = _set_opset(proto, max(opts.opset, 21) if opts.int4_block else opts.opset, {})
     proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True, data_prop=True)

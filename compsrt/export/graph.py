@@ -58,6 +58,22 @@ class Site:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass
+class TraceConstant:
+    """A large constant of the trace and the small tensors it derives from (rebuilt in the graph by surgery).
+
+    ``position_bias`` (1, heads, n, n) = table[index] permuted, ``table`` the (2ws-1)^2 x heads parameter and
+    ``index`` (n, n) int32; ``shift_mask`` (1, nW, 1, n, n) = -100 where the region ids of two tokens differ,
+    ``table`` the region ids (nW, n).
+    """
+
+    kind: str  # "position_bias" | "shift_mask"
+    name: str
+    value: np.ndarray
+    table: np.ndarray
+    index: np.ndarray | None = None
+
+
 def _f32(t) -> float:
     return float(np.float32(torch.as_tensor(t).detach().float().reshape(-1)[0].item()))
 
@@ -144,16 +160,24 @@ class StaticSwinIR(nn.Module):
         self.sites: list[Site] = []
         self._site_of: dict[int, int] = {}  # id(module) -> site index
         self._consts: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        self.constants: list[TraceConstant] = []  # what surgery.compact_constants rebuilds from small tensors
         for name, blk in model.named_modules():
             if isinstance(blk, SwinTransformerBlock):
                 with torch.no_grad():
                     pb = blk.attn.position_bias().unsqueeze(0).detach().clone()
+                    self.constants.append(TraceConstant(
+                        "position_bias", f"{name}.attn", pb.numpy(),
+                        blk.attn.relative_position_bias_table.detach().float().numpy().copy(),
+                        blk.attn.rel_index.numpy().astype(np.int32)))
                     mask = None
                     if blk.shift_size > 0:
-                        from ..models.swinir import shifted_window_mask
+                        from ..models.swinir import shifted_window_mask, shifted_window_regions
 
                         mask = shifted_window_mask(self.h, self.w, ws, blk.shift_size)
                         mask = mask.unsqueeze(1).unsqueeze(0).detach().clone()
+                        regions = shifted_window_regions(self.h, self.w, ws, blk.shift_size)
+                        self.constants.append(TraceConstant(
+                            "shift_mask", f"shift{blk.shift_size}", mask.numpy(), regions.numpy().astype(np.float32)))
                 self._consts[id(blk)] = (pb, mask)
         if is_quantized(model):
             self._collect_sites()

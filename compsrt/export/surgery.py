@@ -28,7 +28,7 @@ import onnx_graphsurgeon as gs
 
 from ..errors import CompsrtError
 from ..plugins import PLUGIN_NAME, PLUGIN_NAMESPACE, hadamard_matrix, onnx_node_attributes
-from .graph import SITE_DOMAIN, Site
+from .graph import SITE_DOMAIN, Site, TraceConstant
 
 PLUGIN_OP, PLUGIN_DOMAIN = PLUGIN_NAME, PLUGIN_NAMESPACE  # the plugin's registry name is the ONNX op
 HADAMARD_VARIANTS = ("plugin", "matmul")
@@ -37,6 +37,21 @@ HADAMARD_VARIANTS = ("plugin", "matmul")
 def hadamard_f32(n: int) -> np.ndarray:
     """The plugin's orthonormal Sylvester Hadamard matrix as a float32 graph constant."""
     return hadamard_matrix(n).astype(np.float32)
+
+
+def int4_tensor(name: str, values: np.ndarray) -> onnx.TensorProto:
+    """INT4 TensorProto in raw_data, two values a byte, the first in the low nibble (ONNX's packing).
+
+    ``make_tensor`` from a list would write int32_data varints instead: about 1.4x the size of the packed codes.
+    """
+    flat = values.astype(np.int8).reshape(-1)
+    if flat.min(initial=0) < -8 or flat.max(initial=0) > 7:
+        raise CompsrtError(f"{name}: values outside [-8, 7] cannot be stored as INT4")
+    nib = (flat.astype(np.uint8) & 0x0F)
+    if nib.size % 2:
+        nib = np.append(nib, np.uint8(0))
+    packed = (nib[0::2] | (nib[1::2] << 4)).astype(np.uint8).tobytes()
+    return onnx.helper.make_tensor(name, onnx.TensorProto.INT4, values.shape, packed, raw=True)
 
 
 @dataclass
@@ -71,8 +86,7 @@ class Builder:
         from onnx_graphsurgeon.ir.tensor import LazyValues
 
         name = self._name(base)
-        proto = onnx.helper.make_tensor(name, onnx.TensorProto.INT4, values.shape, values.astype(np.int8).reshape(-1).tolist())
-        return gs.Constant(name, values=LazyValues(proto))
+        return gs.Constant(name, values=LazyValues(int4_tensor(name, values)))
 
     def var(self, base: str, dtype=np.float32) -> gs.Variable:
         return gs.Variable(self._name(base), dtype=dtype)
@@ -238,3 +252,103 @@ def to_plugin(graph: gs.Graph, records: list[HadamardRecord]) -> int:
         count += 1
     graph.cleanup().toposort()
     return count
+
+
+_NO_NUMPY = {onnx.TensorProto.INT4, onnx.TensorProto.UINT4}
+
+
+def _array(c: gs.Constant) -> np.ndarray | None:
+    """The constant's values, or None for a dtype NumPy lacks (loading an INT4 constant would widen it for good)."""
+    v = c._values
+    if not isinstance(v, np.ndarray) and getattr(v, "tensor", None) is not None and v.tensor.data_type in _NO_NUMPY:
+        return None
+    return c.values
+
+
+def _constant_key(c: gs.Constant) -> tuple:
+    """Identity of a constant's contents: dtype, shape and bytes (INT4 constants by their TensorProto)."""
+    v = _array(c)
+    if v is not None:
+        return (v.dtype.str, v.shape, v.tobytes())
+    t = c._values.tensor
+    body = onnx.TensorProto()
+    body.CopyFrom(t)
+    body.name = ""
+    return (f"onnx{t.data_type}", tuple(t.dims), body.SerializeToString())
+
+
+def _replace_tensor(old: gs.Tensor, new: gs.Tensor) -> None:
+    for consumer in list(old.outputs):
+        for i, t in enumerate(consumer.inputs):
+            if t is old:
+                consumer.inputs[i] = new
+
+
+def dedupe_constants(graph: gs.Graph) -> int:
+    """Make every consumer of identical constants (dtype, shape, bytes) use the first one; returns how many went."""
+    first: dict[tuple, gs.Constant] = {}
+    dropped = 0
+    for c in [t for t in graph.tensors().values() if isinstance(t, gs.Constant)]:
+        key = _constant_key(c)
+        keep = first.setdefault(key, c)
+        if keep is not c:
+            _replace_tensor(c, keep)
+            dropped += 1
+    graph.cleanup()
+    return dropped
+
+
+def compact_constants(graph: gs.Graph, records: list[TraceConstant]) -> None:
+    """Rebuild the traced position biases and shifted-window masks from their small sources, then dedupe.
+
+    position bias: ``Gather(table (225, heads), index (1, n, n) int32) -> Transpose`` (1, heads, n, n), bit-exact;
+    mask: ``Mul(Min(Abs(r_j - r_i), 1), -100)`` from the region ids r (nW, n), one subgraph for all blocks of the
+    same shift. Its zeros are -0.0 where the traced mask has +0.0: x + (-0.0) == x for every x, so the
+    masked logits are the same bits. Constant-only subgraphs: ONNX Runtime and TensorRT fold them when they load.
+    """
+    graph.cleanup()  # drops the Constant nodes that folding left behind, so their values are gs.Constants
+    by_key: dict[tuple, list[gs.Constant]] = {}
+    for c in graph.tensors().values():
+        if isinstance(c, gs.Constant) and (v := _array(c)) is not None and v.size > 1:
+            by_key.setdefault(_constant_key(c), []).append(c)
+    made: dict[tuple, gs.Variable] = {}
+
+    def node(op, name, inputs, out_name, attrs=None):
+        out = gs.Variable(out_name, dtype=np.float32)
+        graph.nodes.append(gs.Node(op, name=name, attrs=attrs or {}, inputs=inputs, outputs=[out]))
+        return out
+
+    for rec in records:
+        v = np.ascontiguousarray(rec.value)
+        key = (v.dtype.str, v.shape, v.tobytes())
+        targets = by_key.get(key, [])
+        if not targets and key not in made:
+            raise CompsrtError(f"internal: the traced {rec.kind} constant of {rec.name} is not in the graph")
+        if key not in made:
+            p = f"{rec.name}/{rec.kind}"
+            if rec.kind == "position_bias":
+                if not np.array_equal(rec.table[rec.index].transpose(2, 0, 1)[None], v):
+                    raise CompsrtError(f"internal: {rec.name}: table[index] is not the traced position bias")
+                g = node("Gather", f"{p}/gather", [gs.Constant(f"{rec.name}.relative_position_bias_table", rec.table),
+                                                   gs.Constant(f"{p}/index", rec.index[None].astype(np.int32))],
+                         f"{p}/gathered", {"axis": 0})
+                made[key] = node("Transpose", f"{p}/transpose", [g], p, {"perm": [0, 3, 1, 2]})
+            elif rec.kind == "shift_mask":
+                r = rec.table.astype(np.float32)
+                diff = r[:, None, :] - r[:, :, None]
+                if not np.array_equal(np.minimum(np.abs(diff), 1)[:, None][None] * np.float32(-100), v):
+                    raise CompsrtError(f"internal: {rec.name}: region ids do not give the traced mask")
+                cols = gs.Constant(f"{p}/regions", r.reshape(1, r.shape[0], 1, 1, r.shape[1]))
+                rows = node("Transpose", f"{p}/regions_t", [cols], f"{p}/regions_t_out", {"perm": [0, 1, 2, 4, 3]})
+                d = node("Sub", f"{p}/diff", [cols, rows], f"{p}/diff_out")
+                a = node("Abs", f"{p}/abs", [d], f"{p}/abs_out")
+                one = gs.Constant(f"{p}/one", np.array(1.0, np.float32))
+                m = node("Min", f"{p}/min", [a, one], f"{p}/min_out")
+                made[key] = node("Mul", f"{p}/mul", [m, gs.Constant(f"{p}/minus100", np.array(-100.0, np.float32))], p)
+            else:
+                raise ValueError(rec.kind)
+        for c in targets:
+            _replace_tensor(c, made[key])
+        by_key.pop(key, None)
+    graph.cleanup().toposort()
+    dedupe_constants(graph)
