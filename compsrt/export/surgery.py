@@ -142,28 +142,35 @@ class Builder:
         return d
 
     def weight(self, prefix: str, codes: np.ndarray, w_scale: np.ndarray, int4_block: int | None = None) -> gs.Variable:
-        """DequantizeLinear of the transposed weight codes (n, out): per-channel on axis 1, or INT4 blocks on axis 0."""
+        """DequantizeLinear of the transposed weight codes (n, out), per output channel (axis 1).
+
+        ``int4_block`` None: INT8 container; 0: INT4 codes, per-channel scales (what TensorRT-RTX builds);
+        > 0: INT4 codes in blocks of that size along K (axis 0), each column's scale repeated over its blocks.
+        """
         wt = np.ascontiguousarray(codes.T)
         out = wt.shape[1]
         d = self.var(f"{prefix}/weight_dq")
-        if int4_block:
-            k = wt.shape[0]
-            block = min(int4_block, k)
-            if k % block:
-                raise CompsrtError(f"{prefix}: K={k} is not a multiple of the INT4 block {block}")
-            if wt.min() < -8 or wt.max() > 7:
-                raise CompsrtError(f"{prefix}: weight codes outside [-8, 7] cannot be stored as INT4")
-            scale = np.repeat(w_scale.reshape(1, out).astype(np.float32), k // block, axis=0)
-            zp = np.zeros(scale.shape, dtype=np.int8)
-            wc = self.int4_const(f"{prefix}/weight_int4", wt)
-            zc = self.int4_const(f"{prefix}/weight_zero_point", zp)
-            self.node("DequantizeLinear", f"{prefix}/weight_dequantize",
-                      [wc, self.const(f"{prefix}/weight_scale", scale), zc], [d], {"axis": 0, "block_size": block})
-        else:
+        if int4_block is None:
             self.node("DequantizeLinear", f"{prefix}/weight_dequantize",
                       [self.const(f"{prefix}/weight_int8", wt.astype(np.int8)),
                        self.const(f"{prefix}/weight_scale", w_scale.astype(np.float32).reshape(out)),
                        self.const(f"{prefix}/weight_zero_point", np.zeros(out, np.int8))], [d], {"axis": 1})
+            return d
+        if wt.min() < -8 or wt.max() > 7:
+            raise CompsrtError(f"{prefix}: weight codes outside [-8, 7] cannot be stored as INT4")
+        k = wt.shape[0]
+        if int4_block == 0:
+            scale, attrs = w_scale.astype(np.float32).reshape(out), {"axis": 1}
+        else:
+            block = min(int4_block, k)
+            if k % block:
+                raise CompsrtError(f"{prefix}: K={k} is not a multiple of the INT4 block {block}")
+            scale = np.repeat(w_scale.reshape(1, out).astype(np.float32), k // block, axis=0)
+            attrs = {"axis": 0, "block_size": block}
+        wc = self.int4_const(f"{prefix}/weight_int4", wt)
+        zc = self.int4_const(f"{prefix}/weight_zero_point", np.zeros(scale.shape, dtype=np.int8))
+        self.node("DequantizeLinear", f"{prefix}/weight_dequantize",
+                  [wc, self.const(f"{prefix}/weight_scale", scale), zc], [d], attrs)
         return d
 
     # -- sites ---------------------------------------------------------------------------------
@@ -171,7 +178,7 @@ class Builder:
         p = site.name
         rot = self.hadamard(p, x, site.n, site.m, "last")
         a = self.qdq(f"{p}/act", rot, site.scale, site.shift, site.qmin, site.qmax)
-        use_int4 = int4_block if site.extra.get("w_bits") == 4 else None
+        use_int4 = int4_block if int4_site(site) else None
         w = self.weight(p, site.codes, site.w_scale, use_int4)
         mm = self.var(f"{p}/matmul_out")
         self.node("MatMul", f"{p}/matmul", [a, w], [mm])
@@ -184,8 +191,16 @@ class Builder:
         self.node("Identity", f"{p}/out", [d], [y])  # removed by remove_identities
 
 
+def int4_site(site: Site) -> bool:
+    """A Linear whose weight codes fit INT4 (at most 4 bits)."""
+    return site.kind == "linear" and int(site.extra.get("w_bits", 8)) <= 4
+
+
 def replace_markers(graph: gs.Graph, sites: list[Site], int4_block: int | None = None) -> Builder:
-    """Replace every ``compsrt.site::Site`` marker by its subgraph (matmul-variant Hadamards)."""
+    """Replace every ``compsrt.site::Site`` marker by its subgraph (matmul-variant Hadamards).
+
+    ``int4_block`` (see :meth:`Builder.weight`) applies to the Linears of at most 4-bit weights; None: INT8 for all.
+    """
     by_index = {s.index: s for s in sites}
     b = Builder(graph)
     b._names.update(n.name for n in graph.nodes)
