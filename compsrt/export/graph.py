@@ -3,7 +3,9 @@
 The model is traced through :class:`StaticSwinIR`, a static-shape forward for one tile that reuses
 the model's own modules and performs the same floating-point operations in the same order as
 ``SwinIR.forward``: the batch stays dynamic (``-1`` in every Reshape), the tile is fixed, the
-relative-position biases and shifted-window masks are precomputed constants.
+relative-position biases and shifted-window masks are precomputed constants, recorded as
+:class:`TraceConstant` so that surgery can rebuild them from their small sources (the 15x15 tables, the
+region ids) instead of storing one expanded copy per block.
 
 Every quantized site of a deploy-mode model (a ``QLinear`` of the calibration package, or an
 attention ``OperandQuant``) is traced as one marker node ``compsrt.site::Site(site=i)``; its real
