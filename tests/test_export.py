@@ -319,6 +319,19 @@ def test_int4_weights_match_onnxruntime(q4_matmul, q4):
         build_onnx(q4, ExportOptions(tile=TILE, weights="int8", int4_block=64))
 
 
+def test_runtime_onnxruntime_backend_loads_default_int4_export(q4, q4_matmul, tmp_path):
+    """The runtime backend runs the default (INT4) export: ONNX Runtime's QDQ passes above BASIC reject it."""
+    from compsrt.runtime.backends import OrtBackend
+
+    path = tmp_path / "int4.onnx"
+    onnx.save(q4_matmul[0], str(path))
+    x = torch.rand(1, 3, *TILE, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        ref = q4(x).numpy()
+    y = OrtBackend(path, threads=1).run(x.numpy())
+    assert (np.abs(y - ref) > 1e-3).mean() <= 1e-3
+
+
 def test_int4_weight_blocks_match_onnxruntime(q4):
     proto, side = build_onnx(q4, ExportOptions(tile=TILE, batch=1, hadamard="matmul", opset=21, int4_block=64))
     assert side["precision"]["int4_weights"] == {"layout": "block", "block_size": 64, "sites": 12}

@@ -209,6 +209,8 @@ class OrtBackend(Backend):
         if threads:
             opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
+        if _has_int4(path):  # ONNX Runtime 1.31's QDQ passes (EXTENDED and up) break INT4 weight graphs
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=wanted)
         except Exception as exc:  # onnxruntime raises its own exception types
@@ -247,3 +249,14 @@ class OrtBackend(Backend):
 
     def describe(self) -> dict:
         return super().describe() | {"onnx": str(self.path), "providers": self.providers}
+
+
+def _has_int4(path: Path) -> bool:
+    """Whether the graph stores INT4 initialisers (``compsrt export`` does for weights of <= 4 bits)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # onnxruntime will report what is wrong with the file
+        return False
+    return any(t.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4) for t in model.graph.initializer)
