@@ -187,7 +187,7 @@ def test_tensorrt_rtx_loads_the_library_and_builds_engines(cpp_build):
     for name, words in [("n48", "n = 48"), ("width70", "width = 70"), ("scale0", "scale = 0"),
                         ("qmin-200", "qmin = -200"), ("axis-2", "axis = -2")]:
         assert f"CREATE {name} False" in r.stdout, out
-        assert f"[compsrt HadamardTransform] invalid" in out and words in out, (name, out)
+        assert "[compsrt HadamardTransform] invalid" in out and words in out, (name, out)
     builds = {ln.split()[1]: ln.split()[2:] for ln in r.stdout.splitlines() if ln.startswith("BUILD")}
     expect = {"fp32": ("(2, 7, 64)", "FLOAT"), "fp16": ("(2, 7, 64)", "HALF"),
               "fp16-quant": ("(2, 7, 64)", "INT8"), "fp32-quant-dynamic": ("(-1, 7, 128)", "INT8")}

@@ -30,11 +30,16 @@ def register(subparsers) -> None:
     p.add_argument("--batch", type=_batch, default=1, help="fixed batch size or 'dynamic' (default 1)")
     p.add_argument("--hadamard", choices=("plugin", "matmul"), default="plugin",
                    help="Hadamard as the TensorRT plugin node (default) or as a constant MatMul (standard ops)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17; >= 21 with --int4-block)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17; raised to 21 when the graph has INT4 weights)")
     p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
                    help="input/output dtype; internals (LayerNorm, residuals, softmax) stay FP32")
+    p.add_argument("--weights", choices=("auto", "int4", "int8"), default="auto",
+                   help="storage of the weight codes: auto (default) = INT4 for weights of <= 4 bits, per output "
+                        "channel (opset 21), INT8 otherwise; int8 = INT8 containers for all (opset 17 parsers, "
+                        "e.g. older TensorRT)")
     p.add_argument("--int4-block", type=int, choices=(64, 128), default=None,
-                   help="store 4-bit weights as INT4 blocks along K (opset >= 21)")
+                   help="INT4 weights in blocks of this size along K instead of per channel (same values; "
+                        "TensorRT-RTX 1.7 fails to build more than one block per column next to INT8 activations)")
     p.add_argument("--out", type=Path, required=True, help="output .onnx (sidecar JSON written next to it)")
     p.set_defaults(func=cmd_export)
 
@@ -71,7 +76,7 @@ def cmd_export(args) -> int:
     from ..export.exporter import ExportOptions, export_checkpoint
 
     opts = ExportOptions(tile=tuple(args.tile), batch=args.batch, hadamard=args.hadamard, opset=args.opset,
-                         io_dtype=args.precision, int4_block=args.int4_block)
+                         io_dtype=args.precision, int4_block=args.int4_block, weights=args.weights)
     res = export_checkpoint(args.checkpoint, args.out, opts)
     s = res.sidecar
     print(f"wrote {res.onnx_path} ({res.onnx_path.stat().st_size:,} bytes) and {res.sidecar_path}: x{s['scale']} "

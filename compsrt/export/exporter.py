@@ -17,11 +17,14 @@ from ..errors import CompsrtError
 from ..files import atomic_path, sha256_file
 from ..hadamard import PLUGIN_VERSION
 from .graph import StaticSwinIR, trace_to_onnx
-from .surgery import HADAMARD_VARIANTS, PLUGIN_DOMAIN, PLUGIN_OP, remove_identities, replace_markers, to_plugin
+from .surgery import (HADAMARD_VARIANTS, PLUGIN_DOMAIN, PLUGIN_OP, compact_constants, int4_site, remove_identities,
+                      replace_markers, to_plugin)
 
 LEGACY_MAX_OPSET = 20  # the TorchScript exporter; higher opsets go through onnx.version_converter
 IO_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 INT4_BLOCKS = (64, 128)
+WEIGHT_STORAGE = ("auto", "int4", "int8")
+INT4_OPSET = 21  # the first opset with INT4 tensors
 
 
 @dataclass
@@ -31,7 +34,8 @@ class ExportOptions:
     hadamard: str = "matmul"
     opset: int = 17
     io_dtype: str = "fp32"
-    int4_block: int | None = None  # 64/128: 4-bit weights stored as INT4 blocks (needs opset >= 21)
+    int4_block: int | None = None  # 64/128: INT4 weights in blocks along K instead of per channel
+    weights: str = "auto"  # auto/int4: <= 4-bit weight codes as INT4 (opset >= 21); int8: INT8 containers
 
     def validate(self) -> None:
         if self.hadamard not in HADAMARD_VARIANTS:
@@ -40,11 +44,13 @@ class ExportOptions:
             raise CompsrtError(f"--precision must be one of {tuple(IO_DTYPES)}, got {self.io_dtype!r}")
         if self.opset < 17:
             raise CompsrtError(f"--opset must be >= 17 (LayerNormalization, per-axis Q/DQ), got {self.opset}")
+        if self.weights not in WEIGHT_STORAGE:
+            raise CompsrtError(f"--weights must be one of {WEIGHT_STORAGE}, got {self.weights!r}")
         if self.int4_block is not None:
             if self.int4_block not in INT4_BLOCKS:
                 raise CompsrtError(f"--int4-block must be one of {INT4_BLOCKS}, got {self.int4_block}")
-            if self.opset < 21:
-                raise CompsrtError(f"INT4 weight blocks need --opset 21 or higher (got {self.opset})")
+            if self.weights == "int8":
+                raise CompsrtError("--int4-block stores weights as INT4; it contradicts --weights int8")
         if self.batch is not None and self.batch < 1:
             raise CompsrtError(f"--batch must be a positive integer or 'dynamic', got {self.batch}")
 
@@ -87,20 +93,26 @@ def build_onnx(model: nn.Module, opts: ExportOptions, meta: dict | None = None) 
         meta.setdefault("prune", cfg.prune)
     static = StaticSwinIR(model.eval(), opts.tile, IO_DTYPES[opts.io_dtype])
     quantized = bool(static.sites)
-    if opts.int4_block and not any(s.extra.get("w_bits") == 4 for s in static.sites):
-        raise CompsrtError("--int4-block applies to 4-bit weights only; this checkpoint has none")
+    has_int4 = any(int4_site(s) for s in static.sites)
+    if (opts.weights == "int4" or opts.int4_block) and not has_int4:
+        raise CompsrtError("INT4 weights (--weights int4 / --int4-block) need weights of at most 4 bits; "
+                           "this checkpoint has none")
+    int4 = has_int4 and opts.weights != "int8"
+    int4_layout = (opts.int4_block or 0) if int4 else None  # 0: per output channel
+    opset = max(opts.opset, INT4_OPSET) if int4 else opts.opset
     proto = trace_to_onnx(static, opts.batch, min(opts.opset, LEGACY_MAX_OPSET))
     graph = gs.import_onnx(proto)
     remove_identities(graph)
-    builder = replace_markers(graph, static.sites, opts.int4_block) if quantized else None
+    builder = replace_markers(graph, static.sites, int4_layout) if quantized else None
     remove_identities(graph)
     # fold_constants needs onnxruntime; the graph has no foldable ops left that matter if it fails
     try:
         graph.fold_constants()
     except Exception:  # pragma: no cover - fold is an optimisation only
         pass
+    compact_constants(graph, static.constants)  # after folding, which would expand them again
     proto = _finish(graph)
-    proto = _set_opset(proto, max(opts.opset, 21) if opts.int4_block else opts.opset, {})
+    proto = _set_opset(proto, opset, {})
     proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True, data_prop=True)
     n_plugin = 0
     if opts.hadamard == "plugin" and quantized:
@@ -112,7 +124,7 @@ def build_onnx(model: nn.Module, opts: ExportOptions, meta: dict | None = None) 
             r.node = nodes[r.node.name]
         n_plugin = to_plugin(graph, list(names.values()))
         proto = gs.export_onnx(graph)
-        proto = _set_opset(proto, max(opts.opset, 21) if opts.int4_block else opts.opset, {PLUGIN_DOMAIN: 1})
+        proto = _set_opset(proto, opset, {PLUGIN_DOMAIN: 1})
     onnx.checker.check_model(proto, full_check=not n_plugin)
     bits = int(meta.get("bits", 32)) if quantized else 32
     io = opts.io_dtype
@@ -129,14 +141,16 @@ def build_onnx(model: nn.Module, opts: ExportOptions, meta: dict | None = None) 
         "output": {"name": OUTPUT_NAME, "dtype": "float16" if io == "fp16" else "float32",
                    "layout": "NCHW", "range": "unclamped, clamp to [0, 1]"},
         "precision": {"io": io, "internal": "fp32", "quantized_matmuls": "int8 Q/DQ" if quantized else None,
-                      "int4_weights": {"block_size": opts.int4_block} if opts.int4_block else None},
+                      "int4_weights": ({"layout": "block" if int4_layout else "per_channel",
+                                        "block_size": int4_layout or None,
+                                        "sites": sum(int4_site(s) for s in static.sites)} if int4 else None)},
         "bits": bits,
         "mode": meta.get("mode", "fp") if quantized else "fp",
         "prune": meta.get("prune"),
         "hadamard": opts.hadamard if quantized else None,
         "plugin": ({"name": PLUGIN_OP, "version": PLUGIN_VERSION, "namespace": PLUGIN_DOMAIN, "nodes": n_plugin}
                    if n_plugin else None),
-        "opset": int(max(opts.opset, 21) if opts.int4_block else opts.opset),
+        "opset": int(opset),
         "quant_sites": len(static.sites),
         "checkpoint": meta.get("checkpoint"),
         "checkpoint_sha256": meta.get("checkpoint_sha256"),

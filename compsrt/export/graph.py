@@ -3,7 +3,9 @@
 The model is traced through :class:`StaticSwinIR`, a static-shape forward for one tile that reuses
 the model's own modules and performs the same floating-point operations in the same order as
 ``SwinIR.forward``: the batch stays dynamic (``-1`` in every Reshape), the tile is fixed, the
-relative-position biases and shifted-window masks are precomputed constants.
+relative-position biases and shifted-window masks are precomputed constants, recorded as
+:class:`TraceConstant` so that surgery can rebuild them from their small sources (the 15x15 tables, the
+region ids) instead of storing one expanded copy per block.
 
 Every quantized site of a deploy-mode model (any module that answers the site contract,
 :mod:`compsrt.sites`) is traced as one marker node ``compsrt.site::Site(site=i)``; its real output is
@@ -16,6 +18,9 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,6 +30,22 @@ from ..sites import Site, collect_sites, is_quantized
 
 SITE_DOMAIN = "compsrt.site"
 _ACTIVE: dict[int, "Site"] = {}
+
+
+@dataclass
+class TraceConstant:
+    """A large constant of the trace and the small tensors it derives from (rebuilt in the graph by surgery).
+
+    ``position_bias`` (1, heads, n, n) = table[index] permuted, ``table`` the (2ws-1)^2 x heads parameter and
+    ``index`` (n, n) int32; ``shift_mask`` (1, nW, 1, n, n) = -100 where the region ids of two tokens differ,
+    ``table`` the region ids (nW, n).
+    """
+
+    kind: str  # "position_bias" | "shift_mask"
+    name: str
+    value: np.ndarray
+    table: np.ndarray
+    index: np.ndarray | None = None
 
 
 class _SiteFn(torch.autograd.Function):
@@ -70,16 +91,24 @@ class StaticSwinIR(nn.Module):
         self.sites: list[Site] = []
         self._site_of: dict[int, int] = {}  # id(module) -> site index
         self._consts: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        self.constants: list[TraceConstant] = []  # what surgery.compact_constants rebuilds from small tensors
         for name, blk in model.named_modules():
             if isinstance(blk, SwinTransformerBlock):
                 with torch.no_grad():
                     pb = blk.attn.position_bias().unsqueeze(0).detach().clone()
+                    self.constants.append(TraceConstant(
+                        "position_bias", f"{name}.attn", pb.numpy(),
+                        blk.attn.relative_position_bias_table.detach().float().numpy().copy(),
+                        blk.attn.rel_index.numpy().astype(np.int32)))
                     mask = None
                     if blk.shift_size > 0:
-                        from ..models.swinir import shifted_window_mask
+                        from ..models.swinir import shifted_window_mask, shifted_window_regions
 
                         mask = shifted_window_mask(self.h, self.w, ws, blk.shift_size)
                         mask = mask.unsqueeze(1).unsqueeze(0).detach().clone()
+                        regions = shifted_window_regions(self.h, self.w, ws, blk.shift_size)
+                        self.constants.append(TraceConstant(
+                            "shift_mask", f"shift{blk.shift_size}", mask.numpy(), regions.numpy().astype(np.float32)))
                 self._consts[id(blk)] = (pb, mask)
         if is_quantized(model):
             self._collect_sites()

@@ -36,6 +36,65 @@ def _is_hadamard_const(arr: np.ndarray) -> bool:
     return bool(np.allclose(np.abs(arr), 1.0 / np.sqrt(n), rtol=1e-6, atol=0))
 
 
+INIT_KINDS = ("weights", "codes", "scales", "hadamard", "position_bias", "masks", "other")
+
+
+def initializer_kinds(g: onnx.GraphProto, inits: dict[str, onnx.TensorProto]) -> dict[str, str]:
+    """What each initialiser is, from how the graph uses it (so it also reads graphs other tools wrote).
+
+    codes: integer input 0 of a DequantizeLinear; scales: scale / zero-point of a Q or DQ; hadamard: a
+    +-1/sqrt(n) matrix; position_bias: the table a Gather reads, or an expanded (1, heads, n, n) bias;
+    masks: the shifted-window mask (rank 5, n x n) or its region ids; weights: other float tensors of
+    more than one element; other: indices, shapes and scalars (Clip bounds, shifts).
+    """
+    kinds: dict[str, str] = {}
+    for n in g.node:
+        for i, name in enumerate(n.input):
+            if name not in inits or name in kinds:
+                continue
+            t = inits[name]
+            if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+                kinds[name] = "codes" if i == 0 and t.data_type not in (TensorProto.FLOAT, TensorProto.FLOAT16) else "scales"
+            elif n.op_type == "Gather" and i == 0:
+                kinds[name] = "position_bias"
+    for name, t in inits.items():
+        if name in kinds:
+            continue
+        dims = list(t.dims)
+        is_float = t.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16)
+        size = int(np.prod(dims)) if dims else 1
+        if size > 1 and ("shift_mask" in name or (is_float and len(dims) == 5 and dims[-1] == dims[-2])):
+            kinds[name] = "masks"
+        elif is_float and len(dims) == 4 and dims[0] == 1 and dims[-1] == dims[-2] and dims[-1] >= 16:
+            kinds[name] = "position_bias"
+        elif is_float and len(dims) == 2 and _is_hadamard_const(numpy_helper.to_array(t)):
+            kinds[name] = "hadamard"
+        elif is_float and size > 1:
+            kinds[name] = "weights"
+        else:
+            kinds[name] = "other"
+    return kinds
+
+
+def initializer_summary(g: onnx.GraphProto, inits: dict[str, onnx.TensorProto]) -> dict:
+    """Initialiser bytes (as stored) by kind, and the initialisers whose contents repeat an earlier one."""
+    kinds = initializer_kinds(g, inits)
+    by_kind = {k: 0 for k in INIT_KINDS}
+    seen: dict[tuple, str] = {}
+    dups: list[list[str]] = []
+    dup_bytes = 0
+    for name, t in inits.items():
+        by_kind[kinds[name]] += _nbytes(t)
+        key = (t.data_type, tuple(t.dims), numpy_helper.to_array(t).tobytes())
+        if key in seen:
+            dups.append([seen[key], name])
+            dup_bytes += _nbytes(t)
+        else:
+            seen[key] = name
+    return {"initializer_bytes_by_kind": by_kind, "duplicate_initializers": {"count": len(dups), "bytes": dup_bytes,
+                                                                             "pairs": dups[:20]}}
+
+
 def inspect_model(model: onnx.ModelProto | str | os.PathLike) -> dict:
     if not isinstance(model, onnx.ModelProto):
         path = Path(model)
@@ -106,6 +165,7 @@ def inspect_model(model: onnx.ModelProto | str | os.PathLike) -> dict:
         weight_count[_dtype_name(t.data_type)] += 1
     meta = {p.key: p.value for p in model.metadata_props}
     return {
+        "onnx_bytes": model.ByteSize(),
         "opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
         "inputs": [_io(vi) for vi in g.input if vi.name not in inits],
         "outputs": [_io(vi) for vi in g.output],
@@ -122,6 +182,7 @@ def inspect_model(model: onnx.ModelProto | str | os.PathLike) -> dict:
         "layer_precision_counts": dict(sorted(by_prec.items())),
         "weight_bytes_by_dtype": dict(sorted(weight_bytes.items())),
         "weight_tensors_by_dtype": dict(sorted(weight_count.items())),
+        **initializer_summary(g, inits),
         "metadata": {k: v for k, v in meta.items() if k != "compsrt.sidecar"},
     }
 
@@ -147,6 +208,10 @@ def format_report(r: dict, show_layers: bool = False) -> str:
         lines += [f"    {l['name']:<70} {l['op']:<7} {'x'.join(l['inputs'])}" for l in r["layers"]]
     lines.append("weights by dtype (bytes / tensors):")
     lines += [f"  {k:<10} {v:>12,d} B  {r['weight_tensors_by_dtype'][k]:>5}" for k, v in r["weight_bytes_by_dtype"].items()]
+    lines.append(f"initialisers by kind (bytes), ONNX {r['onnx_bytes']:,} B in all:")
+    lines += [f"  {k:<14} {v:>12,d} B" for k, v in r["initializer_bytes_by_kind"].items() if v]
+    d = r["duplicate_initializers"]
+    lines.append(f"duplicate initialisers: {d['count']} ({d['bytes']:,} B)")
     if r["metadata"]:
         lines.append("metadata: " + ", ".join(f"{k}={v}" for k, v in r["metadata"].items()))
     return "\n".join(lines)

@@ -29,10 +29,25 @@ import onnx_graphsurgeon as gs
 from ..errors import CompsrtError
 from ..hadamard import PLUGIN_NAME, PLUGIN_NAMESPACE, hadamard_matrix, onnx_node_attributes
 from ..sites import Site
-from .graph import SITE_DOMAIN
+from .graph import SITE_DOMAIN, TraceConstant
 
 PLUGIN_OP, PLUGIN_DOMAIN = PLUGIN_NAME, PLUGIN_NAMESPACE  # the plugin's registry name is the ONNX op
 HADAMARD_VARIANTS = ("plugin", "matmul")
+
+
+def int4_tensor(name: str, values: np.ndarray) -> onnx.TensorProto:
+    """INT4 TensorProto in raw_data, two values a byte, the first in the low nibble (ONNX's packing).
+
+    ``make_tensor`` from a list would write int32_data varints instead: about 1.4x the size of the packed codes.
+    """
+    flat = values.astype(np.int8).reshape(-1)
+    if flat.min(initial=0) < -8 or flat.max(initial=0) > 7:
+        raise CompsrtError(f"{name}: values outside [-8, 7] cannot be stored as INT4")
+    nib = (flat.astype(np.uint8) & 0x0F)
+    if nib.size % 2:
+        nib = np.append(nib, np.uint8(0))
+    packed = (nib[0::2] | (nib[1::2] << 4)).astype(np.uint8).tobytes()
+    return onnx.helper.make_tensor(name, onnx.TensorProto.INT4, values.shape, packed, raw=True)
 
 
 @dataclass
@@ -67,8 +82,7 @@ class Builder:
         from onnx_graphsurgeon.ir.tensor import LazyValues
 
         name = self._name(base)
-        proto = onnx.helper.make_tensor(name, onnx.TensorProto.INT4, values.shape, values.astype(np.int8).reshape(-1).tolist())
-        return gs.Constant(name, values=LazyValues(proto))
+        return gs.Constant(name, values=LazyValues(int4_tensor(name, values)))
 
     def var(self, base: str, dtype=np.float32) -> gs.Variable:
         return gs.Variable(self._name(base), dtype=dtype)
@@ -124,28 +138,35 @@ class Builder:
         return d
 
     def weight(self, prefix: str, codes: np.ndarray, w_scale: np.ndarray, int4_block: int | None = None) -> gs.Variable:
-        """DequantizeLinear of the transposed weight codes (n, out): per-channel on axis 1, or INT4 blocks on axis 0."""
+        """DequantizeLinear of the transposed weight codes (n, out), per output channel (axis 1).
+
+        ``int4_block`` None: INT8 container; 0: INT4 codes, per-channel scales (what TensorRT-RTX builds);
+        > 0: INT4 codes in blocks of that size along K (axis 0), each column's scale repeated over its blocks.
+        """
         wt = np.ascontiguousarray(codes.T)
         out = wt.shape[1]
         d = self.var(f"{prefix}/weight_dq")
-        if int4_block:
-            k = wt.shape[0]
-            block = min(int4_block, k)
-            if k % block:
-                raise CompsrtError(f"{prefix}: K={k} is not a multiple of the INT4 block {block}")
-            if wt.min() < -8 or wt.max() > 7:
-                raise CompsrtError(f"{prefix}: weight codes outside [-8, 7] cannot be stored as INT4")
-            scale = np.repeat(w_scale.reshape(1, out).astype(np.float32), k // block, axis=0)
-            zp = np.zeros(scale.shape, dtype=np.int8)
-            wc = self.int4_const(f"{prefix}/weight_int4", wt)
-            zc = self.int4_const(f"{prefix}/weight_zero_point", zp)
-            self.node("DequantizeLinear", f"{prefix}/weight_dequantize",
-                      [wc, self.const(f"{prefix}/weight_scale", scale), zc], [d], {"axis": 0, "block_size": block})
-        else:
+        if int4_block is None:
             self.node("DequantizeLinear", f"{prefix}/weight_dequantize",
                       [self.const(f"{prefix}/weight_int8", wt.astype(np.int8)),
                        self.const(f"{prefix}/weight_scale", w_scale.astype(np.float32).reshape(out)),
                        self.const(f"{prefix}/weight_zero_point", np.zeros(out, np.int8))], [d], {"axis": 1})
+            return d
+        if wt.min() < -8 or wt.max() > 7:
+            raise CompsrtError(f"{prefix}: weight codes outside [-8, 7] cannot be stored as INT4")
+        k = wt.shape[0]
+        if int4_block == 0:
+            scale, attrs = w_scale.astype(np.float32).reshape(out), {"axis": 1}
+        else:
+            block = min(int4_block, k)
+            if k % block:
+                raise CompsrtError(f"{prefix}: K={k} is not a multiple of the INT4 block {block}")
+            scale = np.repeat(w_scale.reshape(1, out).astype(np.float32), k // block, axis=0)
+            attrs = {"axis": 0, "block_size": block}
+        wc = self.int4_const(f"{prefix}/weight_int4", wt)
+        zc = self.int4_const(f"{prefix}/weight_zero_point", np.zeros(scale.shape, dtype=np.int8))
+        self.node("DequantizeLinear", f"{prefix}/weight_dequantize",
+                  [wc, self.const(f"{prefix}/weight_scale", scale), zc], [d], attrs)
         return d
 
     # -- sites ---------------------------------------------------------------------------------
@@ -153,7 +174,7 @@ class Builder:
         p = site.name
         rot = self.hadamard(p, x, site.n, site.m, "last")
         a = self.qdq(f"{p}/act", rot, site.scale, site.shift, site.qmin, site.qmax)
-        use_int4 = int4_block if site.extra.get("w_bits") == 4 else None
+        use_int4 = int4_block if int4_site(site) else None
         w = self.weight(p, site.codes, site.w_scale, use_int4)
         mm = self.var(f"{p}/matmul_out")
         self.node("MatMul", f"{p}/matmul", [a, w], [mm])
@@ -166,8 +187,16 @@ class Builder:
         self.node("Identity", f"{p}/out", [d], [y])  # removed by remove_identities
 
 
+def int4_site(site: Site) -> bool:
+    """A Linear whose weight codes fit INT4 (at most 4 bits)."""
+    return site.kind == "linear" and int(site.extra.get("w_bits", 8)) <= 4
+
+
 def replace_markers(graph: gs.Graph, sites: list[Site], int4_block: int | None = None) -> Builder:
-    """Replace every ``compsrt.site::Site`` marker by its subgraph (matmul-variant Hadamards)."""
+    """Replace every ``compsrt.site::Site`` marker by its subgraph (matmul-variant Hadamards).
+
+    ``int4_block`` (see :meth:`Builder.weight`) applies to the Linears of at most 4-bit weights; None: INT8 for all.
+    """
     by_index = {s.index: s for s in sites}
     b = Builder(graph)
     b._names.update(n.name for n in graph.nodes)
@@ -234,3 +263,103 @@ def to_plugin(graph: gs.Graph, records: list[HadamardRecord]) -> int:
         count += 1
     graph.cleanup().toposort()
     return count
+
+
+_NO_NUMPY = {onnx.TensorProto.INT4, onnx.TensorProto.UINT4}
+
+
+def _array(c: gs.Constant) -> np.ndarray | None:
+    """The constant's values, or None for a dtype NumPy lacks (loading an INT4 constant would widen it for good)."""
+    v = c._values
+    if not isinstance(v, np.ndarray) and getattr(v, "tensor", None) is not None and v.tensor.data_type in _NO_NUMPY:
+        return None
+    return c.values
+
+
+def _constant_key(c: gs.Constant) -> tuple:
+    """Identity of a constant's contents: dtype, shape and bytes (INT4 constants by their TensorProto)."""
+    v = _array(c)
+    if v is not None:
+        return (v.dtype.str, v.shape, v.tobytes())
+    t = c._values.tensor
+    body = onnx.TensorProto()
+    body.CopyFrom(t)
+    body.name = ""
+    return (f"onnx{t.data_type}", tuple(t.dims), body.SerializeToString())
+
+
+def _replace_tensor(old: gs.Tensor, new: gs.Tensor) -> None:
+    for consumer in list(old.outputs):
+        for i, t in enumerate(consumer.inputs):
+            if t is old:
+                consumer.inputs[i] = new
+
+
+def dedupe_constants(graph: gs.Graph) -> int:
+    """Make every consumer of identical constants (dtype, shape, bytes) use the first one; returns how many went."""
+    first: dict[tuple, gs.Constant] = {}
+    dropped = 0
+    for c in [t for t in graph.tensors().values() if isinstance(t, gs.Constant)]:
+        key = _constant_key(c)
+        keep = first.setdefault(key, c)
+        if keep is not c:
+            _replace_tensor(c, keep)
+            dropped += 1
+    graph.cleanup()
+    return dropped
+
+
+def compact_constants(graph: gs.Graph, records: list[TraceConstant]) -> None:
+    """Rebuild the traced position biases and shifted-window masks from their small sources, then dedupe.
+
+    position bias: ``Gather(table (225, heads), index (1, n, n) int32) -> Transpose`` (1, heads, n, n), bit-exact;
+    mask: ``Mul(Min(Abs(r_j - r_i), 1), -100)`` from the region ids r (nW, n), one subgraph for all blocks of the
+    same shift. Its zeros are -0.0 where the traced mask has +0.0: x + (-0.0) == x for every x, so the
+    masked logits are the same bits. Constant-only subgraphs: ONNX Runtime and TensorRT fold them when they load.
+    """
+    graph.cleanup()  # drops the Constant nodes that folding left behind, so their values are gs.Constants
+    by_key: dict[tuple, list[gs.Constant]] = {}
+    for c in graph.tensors().values():
+        if isinstance(c, gs.Constant) and (v := _array(c)) is not None and v.size > 1:
+            by_key.setdefault(_constant_key(c), []).append(c)
+    made: dict[tuple, gs.Variable] = {}
+
+    def node(op, name, inputs, out_name, attrs=None):
+        out = gs.Variable(out_name, dtype=np.float32)
+        graph.nodes.append(gs.Node(op, name=name, attrs=attrs or {}, inputs=inputs, outputs=[out]))
+        return out
+
+    for rec in records:
+        v = np.ascontiguousarray(rec.value)
+        key = (v.dtype.str, v.shape, v.tobytes())
+        targets = by_key.get(key, [])
+        if not targets and key not in made:
+            raise CompsrtError(f"internal: the traced {rec.kind} constant of {rec.name} is not in the graph")
+        if key not in made:
+            p = f"{rec.name}/{rec.kind}"
+            if rec.kind == "position_bias":
+                if not np.array_equal(rec.table[rec.index].transpose(2, 0, 1)[None], v):
+                    raise CompsrtError(f"internal: {rec.name}: table[index] is not the traced position bias")
+                g = node("Gather", f"{p}/gather", [gs.Constant(f"{rec.name}.relative_position_bias_table", rec.table),
+                                                   gs.Constant(f"{p}/index", rec.index[None].astype(np.int32))],
+                         f"{p}/gathered", {"axis": 0})
+                made[key] = node("Transpose", f"{p}/transpose", [g], p, {"perm": [0, 3, 1, 2]})
+            elif rec.kind == "shift_mask":
+                r = rec.table.astype(np.float32)
+                diff = r[:, None, :] - r[:, :, None]
+                if not np.array_equal(np.minimum(np.abs(diff), 1)[:, None][None] * np.float32(-100), v):
+                    raise CompsrtError(f"internal: {rec.name}: region ids do not give the traced mask")
+                cols = gs.Constant(f"{p}/regions", r.reshape(1, r.shape[0], 1, 1, r.shape[1]))
+                rows = node("Transpose", f"{p}/regions_t", [cols], f"{p}/regions_t_out", {"perm": [0, 1, 2, 4, 3]})
+                d = node("Sub", f"{p}/diff", [cols, rows], f"{p}/diff_out")
+                a = node("Abs", f"{p}/abs", [d], f"{p}/abs_out")
+                one = gs.Constant(f"{p}/one", np.array(1.0, np.float32))
+                m = node("Min", f"{p}/min", [a, one], f"{p}/min_out")
+                made[key] = node("Mul", f"{p}/mul", [m, gs.Constant(f"{p}/minus100", np.array(-100.0, np.float32))], p)
+            else:
+                raise ValueError(rec.kind)
+        for c in targets:
+            _replace_tensor(c, made[key])
+        by_key.pop(key, None)
+    graph.cleanup().toposort()
+    dedupe_constants(graph)

@@ -58,15 +58,20 @@ def relative_position_index(ws: int) -> torch.Tensor:
     return rel[..., 0] * (2 * ws - 1) + rel[..., 1]
 
 
-def shifted_window_mask(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
-    """Additive mask (nW, ws*ws, ws*ws) that stops attention across the cyclic-shift seams."""
+def shifted_window_regions(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
+    """Region id (0..8) of every token of every window (nW, ws*ws) after the cyclic shift."""
     img = torch.zeros(1, h, w, 1)
     cnt = 0
     for hs in (slice(0, -ws), slice(-ws, -shift), slice(-shift, None)):
         for wsl in (slice(0, -ws), slice(-ws, -shift), slice(-shift, None)):
             img[:, hs, wsl, :] = cnt
             cnt += 1
-    win = window_partition(img, ws).squeeze(-1)
+    return window_partition(img, ws).squeeze(-1)
+
+
+def shifted_window_mask(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
+    """Additive mask (nW, ws*ws, ws*ws) that stops attention across the cyclic-shift seams."""
+    win = shifted_window_regions(h, w, ws, shift)
     mask = win[:, None, :] - win[:, :, None]
     return mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
 

@@ -39,7 +39,7 @@ def session_from_onnx(model: str | os.PathLike | bytes, providers: str = "cpu", 
     if threads:
         opts.intra_op_num_threads = threads
     opts.log_severity_level = 3
-    if optimization == "basic":
+    if optimization == "basic" or _has_int4(model):  # ONNX Runtime 1.31's QDQ passes (EXTENDED and up) break INT4 weights
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     try:
         return ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts, providers=wanted)
@@ -51,6 +51,17 @@ def session_from_onnx(model: str | os.PathLike | bytes, providers: str = "cpu", 
                     "export an ONNX Runtime variant (Hadamard as MatMul) or use --engine")
         name = "the serialized model" if isinstance(model, bytes) else model
         raise CompsrtError(f"ONNX Runtime cannot load {name}: {msg}{hint}") from None
+
+
+def _has_int4(model: str | os.PathLike | bytes) -> bool:
+    """Whether the graph stores INT4 initialisers (``compsrt export`` does for weights of <= 4 bits)."""
+    import onnx
+
+    try:
+        proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model), load_external_data=False)
+    except Exception:  # onnxruntime will report what is wrong with the file
+        return False
+    return any(t.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4) for t in proto.graph.initializer)
 
 
 class OrtBackend(Backend):

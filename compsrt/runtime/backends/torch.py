@@ -113,5 +113,3 @@ def torch_checkpoint_backend(path: str | os.PathLike, device: str = "cpu", dtype
     if not b.scale and meta.get("scale"):
         b.scale = int(meta["scale"])
     return b
-
-
