@@ -20,7 +20,7 @@ def main() -> None:
     from compsrt.calibration.pipeline import compress
     from compsrt.calibration.qmodel import QuantConfig
     from compsrt.paths import data_root
-    from compsrt.runtime.pipeline import _mini_data
+    from compsrt.pipeline import _mini_data
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--budget", type=float, default=150)
