@@ -15,7 +15,8 @@ from pathlib import Path
 
 from .errors import CompsrtError
 
-STAGE_CLIS: tuple[str, ...] = ("compsrt.runtime.cli", "compsrt.export.cli", "compsrt.calibration.cli",)
+STAGE_CLIS: tuple[str, ...] = ("compsrt.runtime.cli", "compsrt.export.cli", "compsrt.calibration.cli",
+                              "compsrt.runtime.serving.cli",)
 DEFAULT_DATASETS = "Set5,Set14,B100"
 
 

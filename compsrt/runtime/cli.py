@@ -57,6 +57,7 @@ def make_upscaler(args, backend, progress=False):
 def cmd_upscale(args) -> int:
     from tqdm.auto import tqdm
 
+    from ..encoding import options_from_args
     from .upscaler import list_images
 
     src, dst = Path(args.input), Path(args.output)
@@ -70,22 +71,32 @@ def cmd_upscale(args) -> int:
         if dst.is_dir():
             dst = dst / src.name
         pairs = [(src, dst)]
-    backend = make_backend(args)
-    up = make_upscaler(args, backend, progress=len(pairs) == 1)
+    encode = options_from_args(args)
+    if args.server:
+        from .serving.client import upscale_files
+
+        results = upscale_files(args.server, pairs, encode, args.max_pixels, workers=args.workers)
+    else:
+        from .pipelined import PipelinedUpscaler
+
+        backend = make_backend(args)
+        up = make_upscaler(args, backend, progress=len(pairs) == 1)
+        results = PipelinedUpscaler(up, host_workers=args.workers, encode=encode, max_pixels=args.max_pixels).run(pairs)
     failed = 0
-    bar = tqdm(pairs, desc="upscale", unit="img", disable=len(pairs) == 1)
-    for s, d in bar:
-        try:
-            (w, h), (ow, oh), mode = up.upscale_file(s, d, max_pixels=args.max_pixels)
-        except CompsrtError as exc:
+    bar = tqdm(total=len(pairs), desc="upscale", unit="img", disable=len(pairs) == 1)
+    for r in results:  # input order
+        bar.update(1)
+        if not r.ok:
             if len(pairs) == 1:
-                raise
+                raise CompsrtError(r.error)
             failed += 1
-            tqdm.write(f"compsrt upscale: skipped: {exc}", file=sys.stderr)
+            tqdm.write(f"compsrt upscale: skipped: {r.error}", file=sys.stderr)
             continue
-        msg = f"{s} ({w}x{h}, {mode}) -> {d} ({ow}x{oh})"
+        msg = f"{r.src} ({r.in_size[0]}x{r.in_size[1]}, {r.mode}) -> {r.dst} ({r.out_size[0]}x{r.out_size[1]})"
         tqdm.write(msg) if len(pairs) > 1 else print(msg)
-    backend.close()
+    bar.close()
+    if not args.server:
+        backend.close()
     if failed:
         print(f"compsrt upscale: {failed} of {len(pairs)} images failed", file=sys.stderr)
         return 2
@@ -134,6 +145,11 @@ def register(sub) -> None:
     add_backend_args(p)
     p.add_argument("--ext", help="output extension for directory inputs (default: the input's)")
     p.add_argument("--max-pixels", type=int, help="refuse inputs above this many pixels (default $COMPSRT_MAX_PIXELS or 64e6)")
+    p.add_argument("--server", metavar="URL", help="upscale on a Triton server (`compsrt serve`): http://HOST:PORT or grpc://HOST:PORT")
+    p.add_argument("--workers", type=int, help="host threads for decode/encode (default: CPU count, at most 8)")
+    from ..encoding import add_encode_args
+
+    add_encode_args(p)
     p.set_defaults(func=cmd_upscale)
 
     p = sub.add_parser("build", help="build a TensorRT engine (tensorrt, else tensorrt_rtx) from an exported ONNX")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ...errors import CompsrtError
@@ -64,3 +66,40 @@ class RemoteUpscaler:
 
     def close(self) -> None:
         self.client.close()
+
+
+def upscale_files(url: str, pairs, encode=None, max_pixels: int | None = None, workers: int | None = None):
+    """Yield a :class:`~compsrt.runtime.pipelined.FileResult` per (src, dst), in order; ``workers``
+    concurrent requests (one client each)."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ...encoding import load_image_any, save_image_any
+    from ..pipelined import FileResult
+    from ..upscaler import upscale_alpha
+
+    RemoteUpscaler(url).close()  # fail fast, once, when nobody answers
+    local = threading.local()
+
+    def one(src, dst):
+        t0 = time.perf_counter()
+        res = FileResult(src, dst, False)
+        try:
+            if not hasattr(local, "client"):
+                local.client = RemoteUpscaler(url)
+            img = load_image_any(src, limit=max_pixels)
+            out = local.client.upscale(img.rgb)
+            scale = out.shape[0] // img.rgb.shape[0]
+            save_image_any(dst, out, upscale_alpha(img.alpha, scale), encode)
+            h, w = img.rgb.shape[:2]
+            res.ok, res.in_size, res.out_size, res.mode = True, (w, h), (out.shape[1], out.shape[0]), img.mode
+        except CompsrtError as exc:
+            res.error = str(exc)
+        res.seconds = time.perf_counter() - t0
+        return res
+
+    with ThreadPoolExecutor(workers or 4) as pool:
+        futures = [pool.submit(one, Path(s), Path(d)) for s, d in pairs]
+        for f in futures:
+            yield f.result()
