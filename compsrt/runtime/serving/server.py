@@ -171,7 +171,7 @@ def start(repo: Path, host: str = "127.0.0.1", http_port: int = 0, grpc_port: in
     cmd = [str(inst.binary), f"--model-repository={repo.resolve()}", f"--backend-directory={backends}",
            f"--http-address={host}", f"--http-port={ports[0]}", f"--grpc-address={host}", f"--grpc-port={ports[1]}",
            f"--metrics-address={host}", f"--metrics-port={ports[2]}", "--allow-metrics=true",
-           "--strict-readiness=true", "--exit-timeout-secs=10", "--log-verbose=0",
+           "--strict-readiness=true", "--exit-timeout-secs=5", "--log-verbose=0",
            *(extra_args or [])]
     fh = open(log, "wb")
     try:
