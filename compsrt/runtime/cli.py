@@ -175,6 +175,12 @@ def register(sub) -> None:
     p.add_argument("--plot", type=Path, help="write a PNG chart of the stage breakdown")
     p.add_argument("--label", help="name for this profile (default: backend and settings)")
     p.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"), help="print B/A ratios and exit")
+    p.add_argument("--mode", choices=("latency", "throughput"), default="latency",
+                   help="latency: one image at a time, per stage; throughput: a folder of --iters images through the "
+                        "pipelined path against compute-only and the sequential path")
+    from ..encoding import add_encode_args
+
+    add_encode_args(p)
     p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("selftest", help="verify this machine: build a small engine, compare TensorRT with ONNX Runtime")

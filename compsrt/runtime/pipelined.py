@@ -54,7 +54,7 @@ class PipelinedUpscaler:
                  depth: int | None = None, encode=None, max_pixels: int | None = None):
         self.up = upscaler
         self.backend = upscaler.backend
-        self.host_workers = host_workers or max(2, min(8, (os.cpu_count() or 2)))
+        self.host_workers = host_workers or max(2, min(16, (os.cpu_count() or 2)))
         self.device_workers = device_workers or _device_workers(self.backend)
         self.depth = depth or max(2 * self.device_workers, self.host_workers)
         self.encode = encode
@@ -180,3 +180,105 @@ class PipelinedUpscaler:
             for f in futs:
                 f.result()
             return time.perf_counter() - t0
+
+
+def make_inputs(size: tuple[int, int], n: int, folder: Path, source: Path | None = None) -> list[Path]:
+    """``n`` PNGs of ``size``: shifted crops of ``source`` (default: the bundled sample), so content varies."""
+    from PIL import Image
+
+    from ..images import load_image
+    from .profile import SAMPLE
+
+    base = load_image(source or SAMPLE).rgb
+    h, w = base.shape[:2]
+    rng = np.random.default_rng(0)
+    paths = []
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        ch, cw = int(h * rng.uniform(0.6, 0.9)), int(w * rng.uniform(0.6, 0.9))
+        y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        p = folder / f"in_{i:04d}.png"
+        Image.fromarray(np.ascontiguousarray(base[y : y + ch, x : x + cw])).resize(size, Image.BICUBIC).save(p)
+        paths.append(p)
+    return paths
+
+
+def throughput_profile(upscaler: TiledUpscaler, size=(320, 180), images: int = 32, source: Path | None = None,
+                       encode=None, before_encode=None, host_workers: int | None = None,
+                       device_workers: int | None = None, warmup: int = 2, sequential: bool = True) -> dict:
+    """Folder throughput of the pipelined path against the device stage alone and the sequential path.
+
+    * ``compute_only``: the same batches through the device workers, no host stage at all (the bound);
+    * ``pipelined``: decode -> ... -> encode of ``images`` files with overlapping stages;
+    * ``sequential``: :meth:`TiledUpscaler.upscale_file` one image after another with ``encode`` (its
+      per-image times are the single-image latency) and, as the *before* figure, with
+      ``before_encode`` (default: Pillow's zlib level 6, the encoder before the pipelined path).
+    """
+    import tempfile
+
+    from ..encoding import EncodeOptions
+    from ..images import load_image
+
+    encode = encode or EncodeOptions()
+    before_encode = before_encode or EncodeOptions(png_level=6)
+    pipe = PipelinedUpscaler(upscaler, host_workers=host_workers, device_workers=device_workers, encode=encode)
+    result: dict = {"images": images, "input": {"width": size[0], "height": size[1]}, "host_workers": pipe.host_workers,
+                    "device_workers": pipe.device_workers, "depth": pipe.depth, "encode": dict(vars(encode)),
+                    "before_encode": dict(vars(before_encode))}
+    with tempfile.TemporaryDirectory(prefix="compsrt-throughput-") as tmp:
+        tmp = Path(tmp)
+        srcs = make_inputs(size, images, tmp / "in", source)
+        for _ in range(warmup):  # compilation and autotuning, one thread at a time
+            upscaler.upscale_file(srcs[0], tmp / "warm.png", encode=encode)
+        rgbs = [load_image(p).rgb for p in srcs]
+        pipe.compute_only(rgbs[: max(1, min(4, images))])  # warm the device workers' streams
+        secs = pipe.compute_only(rgbs)
+        result["compute_only"] = {"seconds": secs, "images_per_s": images / secs}
+        pairs = [(p, tmp / "out" / p.name) for p in srcs]
+        t0 = time.perf_counter()
+        res = list(pipe.run(pairs))
+        secs = time.perf_counter() - t0
+        failed = [r.error for r in res if not r.ok]
+        if failed:
+            raise CompsrtError(f"pipelined run failed on {len(failed)} images: {failed[0]}")
+        stage_ms = {}
+        for r in res:
+            for k, v in r.timer.as_dict().items():
+                stage_ms[k] = stage_ms.get(k, 0.0) + 1e3 * v / images
+        result["pipelined"] = {"seconds": secs, "images_per_s": images / secs,
+                               "stage_ms_per_image": stage_ms,  # summed over threads: work, not wall time
+                               "vs_compute_only": (images / secs) / result["compute_only"]["images_per_s"]}
+        if sequential:
+            for key, enc in (("sequential", encode), ("sequential_before", before_encode)):
+                lat = []
+                t0 = time.perf_counter()
+                for s, d in pairs:
+                    t1 = time.perf_counter()
+                    upscaler.upscale_file(s, d, encode=enc)
+                    lat.append(time.perf_counter() - t1)
+                secs = time.perf_counter() - t0
+                ms = 1e3 * np.asarray(lat)
+                result[key] = {"seconds": secs, "images_per_s": images / secs, "png_level": enc.png_level,
+                               "latency_ms": {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
+                                              "mean": float(ms.mean()), "max": float(ms.max())}}
+            result["speedup_vs_before"] = result["pipelined"]["images_per_s"] / result["sequential_before"]["images_per_s"]
+        out = load_image(pairs[0][1]).rgb
+        result["output"] = {"width": out.shape[1], "height": out.shape[0]}
+    return result
+
+
+def throughput_text(r: dict) -> str:
+    i, o = r["input"], r["output"]
+    lines = [f"{r.get('label', '')} {i['width']}x{i['height']} -> {o['width']}x{o['height']}, {r['images']} images, "
+             f"{r['host_workers']} host / {r['device_workers']} device workers",
+             f"  compute only     {r['compute_only']['images_per_s']:8.2f} images/s",
+             f"  pipelined        {r['pipelined']['images_per_s']:8.2f} images/s "
+             f"({r['pipelined']['vs_compute_only']:.2f}x compute-only, PNG level {r['encode']['png_level']})"]
+    for key, name in (("sequential", "sequential"), ("sequential_before", "before (seq.)")):
+        if key in r:
+            s = r[key]
+            lines.append(f"  {name:<16} {s['images_per_s']:8.2f} images/s, latency p50 {s['latency_ms']['p50']:.1f} ms "
+                         f"p99 {s['latency_ms']['p99']:.1f} ms (PNG level {s['png_level']})")
+    if "speedup_vs_before" in r:
+        lines.append(f"  pipelined / before: {r['speedup_vs_before']:.2f}x")
+    return "\n".join(lines)

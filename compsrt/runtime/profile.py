@@ -225,6 +225,20 @@ def run_cli(args) -> int:
         raise CompsrtError("--backend torch takes --checkpoint or the FP weights, not --engine/--onnx")
     backend = make_backend(args)
     up = make_upscaler(args, backend)
+    if getattr(args, "mode", "latency") == "throughput":
+        from ..encoding import options_from_args
+        from .pipelined import throughput_profile, throughput_text
+
+        r = throughput_profile(up, size, images=args.iters, source=args.image, encode=options_from_args(args),
+                               warmup=args.warmup)
+        r |= {"label": args.label or backend.describe().get("label") or backend.name, "backend": backend.describe(),
+              "machine": machine_info(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        print(throughput_text(r))
+        if args.json:
+            atomic_write_text(args.json, json.dumps(r, indent=1))
+            print(f"wrote {args.json}")
+        backend.close()
+        return 0
     p = profile(up, size, args.iters, args.warmup, args.image, args.label)
     print(summary_text(p))
     if args.json:
