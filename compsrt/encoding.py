@@ -1,8 +1,9 @@
 """Output encoding options and 16-bit image I/O.
 
 * :class:`EncodeOptions`: PNG compression level (default :data:`DEFAULT_PNG_LEVEL`, chosen by
-  ``benchmarks/encoding/bench_png.py``: zlib level 1 writes SR outputs several times faster than
-  Pillow's default 6 for files a few percent larger), JPEG and WebP quality, lossless WebP.
+  ``benchmarks/encoding/bench_png.py``: on 1280x720 SR-like outputs zlib level 1 encodes 9x faster
+  than Pillow's default 6 for files 17 % larger; level 0 is faster still but files triple),
+  JPEG and WebP quality, lossless WebP.
 * 16-bit PNG and TIFF (greyscale or RGB, with or without alpha) load as uint16 and save as uint16:
   the model works in float, so a 16-bit input is upscaled without an 8-bit round trip. Pillow reads
   48/64-bit PNGs as 8-bit silently, so the bit depth is taken from the file header and such files
@@ -55,7 +56,7 @@ class EncodeOptions:
 def add_encode_args(p) -> None:
     g = p.add_argument_group("encoding")
     g.add_argument("--png-level", type=int, default=DEFAULT_PNG_LEVEL,
-                   help=f"PNG zlib level 0-9 (default {DEFAULT_PNG_LEVEL}: fastest at a few %% larger files; 6 = Pillow's)")
+                   help=f"PNG zlib level 0-9 (default {DEFAULT_PNG_LEVEL}: 9x faster than Pillow's 6, files 17%% larger)")
     g.add_argument("--jpeg-quality", type=int, default=DEFAULT_JPEG_QUALITY, help=f"JPEG quality 1-100 (default {DEFAULT_JPEG_QUALITY})")
     g.add_argument("--webp-quality", type=int, default=DEFAULT_WEBP_QUALITY, help=f"WebP quality 1-100 (default {DEFAULT_WEBP_QUALITY})")
     g.add_argument("--webp-lossless", action="store_true", help="lossless WebP")

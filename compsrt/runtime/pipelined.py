@@ -3,7 +3,8 @@
 Stages per image: decode -> tiling -> (h2d -> compute -> d2h per batch) -> stitching -> encode.
 A pool of host threads runs decode/tiling and stitching/encode (Pillow, zlib and numpy release the
 GIL); a pool of device workers runs the batches, each worker with its own CUDA stream on a torch
-CUDA backend, so the copies and kernels of one batch overlap those of the next (other backends
+CUDA backend, so the copies and kernels of one batch overlap those of the next (one worker for a
+compiled model, see :func:`_device_workers`; other backends
 get one device worker: an ONNX Runtime session or a TensorRT context is not shared between
 threads). At most ``depth`` images are in flight (bounded memory); results are yielded in input
 order. A file that fails (corrupt, too large, unwritable) is reported in its result and skipped;
@@ -44,7 +45,9 @@ class FileResult:
 
 
 def _device_workers(backend) -> int:
-    return 2 if getattr(backend, "is_cuda", False) else 1
+    """Two streams for eager torch on CUDA; one for a torch.compile'd model (on the H200 two threads
+    calling the compiled graph halved the compute-only rate at 320x180, benchmarks/throughput/)."""
+    return 2 if getattr(backend, "is_cuda", False) and not getattr(backend, "compiled", False) else 1
 
 
 class PipelinedUpscaler:
