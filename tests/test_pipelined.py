@@ -133,3 +133,18 @@ def test_16_bit_grey_with_alpha_png(tmp_path, x2_weights):
                  "--weights", str(x2_weights), "--tile", "0"]) == 0
     out = png.Reader(filename=str(tmp_path / "o.png")).asDirect()
     assert out[3]["bitdepth"] == 16 and out[3]["alpha"] and (out[0], out[1]) == (24, 20)
+
+
+def test_comparison_image_finds_the_worst_crop(tmp_path):
+    from compsrt.runtime.comparison import comparison_image, worst_crop
+
+    rng = np.random.default_rng(5)
+    fp = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    comp = fp.copy()
+    comp[40:50, 70:80] ^= 0x20  # the compressed model errs here
+    assert worst_crop(fp, comp, 10) == (40, 70)
+    info = comparison_image(tmp_path / "c.png", fp, fp, comp, amplify=4, crop=16)
+    img = Image.open(tmp_path / "c.png")
+    assert img.width == 4 * 96 + 12 and info["crop"]["size"] == 16 and info["crop"]["zoom"] == 6
+    y, x = info["crop"]["y"], info["crop"]["x"]
+    assert y <= 40 and y + 16 >= 50 and x <= 70 and x + 16 >= 80
