@@ -39,6 +39,11 @@ def _binary_runs() -> str | None:
         return f"{inst.binary} cannot execute: {exc}"
     if b"--model-repository" not in r.stdout + r.stderr:
         return f"{inst.binary} --help failed: {(r.stdout + r.stderr)[-300:]!r}"
+    if inst.stub is not None:  # the python backend's stub links this machine's libpython
+        r = subprocess.run(["ldd", str(inst.stub)], capture_output=True, env=env, text=True)
+        missing = [ln.split()[0] for ln in r.stdout.splitlines() if "not found" in ln]
+        if missing:
+            return f"the python backend stub cannot load {', '.join(missing)}"
     return None
 
 
@@ -166,6 +171,19 @@ def test_upscale_cli_through_the_server(served, local, tmp_path):
     assert main(["upscale", str(src), str(tmp_path / "out"), "--server", served.grpc_url, "--workers", "2"]) == 0
     for i, a in enumerate(imgs):
         assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / f"{i}.png")), local.upscale(a).rgb)
+
+
+def test_serve_cli_prints_urls_and_stops(served, capsys, tmp_path):
+    from compsrt.cli import main
+
+    assert main(["serve", str(tmp_path)]) == 2  # not a repository: refused with the fix
+    assert "compsrt triton-repo" in capsys.readouterr().err
+    root = next(p for p in served.process.args if p.startswith("--model-repository=")).split("=", 1)[1]
+    assert main(["serve", root, "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", "--json",
+                 "--duration", "0.5"]) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert info["http"].startswith("http://127.0.0.1:") and info["metrics"].endswith("/metrics")
+    assert served.alive()
 
 
 def test_client_error_without_server(capsys):
