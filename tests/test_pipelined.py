@@ -148,3 +148,16 @@ def test_comparison_image_finds_the_worst_crop(tmp_path):
     assert img.width == 4 * 96 + 12 and info["crop"]["size"] == 16 and info["crop"]["zoom"] == 6
     y, x = info["crop"]["y"], info["crop"]["x"]
     assert y <= 40 and y + 16 >= 50 and x <= 70 and x + 16 >= 80
+
+
+def test_throughput_profile_reports_compute_pipelined_and_before():
+    from compsrt.runtime.pipelined import throughput_profile, throughput_text
+
+    up = TiledUpscaler(Nearest(), tile=16, overlap=4, batch=2)
+    r = throughput_profile(up, (24, 16), images=4, warmup=1, host_workers=2)
+    assert r["output"] == {"width": 48, "height": 32}
+    assert r["sequential"]["png_level"] == 1 and r["sequential_before"]["png_level"] == 6
+    for k in ("compute_only", "pipelined", "sequential", "sequential_before"):
+        assert r[k]["images_per_s"] > 0
+    assert r["pipelined"]["vs_compute_only"] == pytest.approx(r["pipelined"]["images_per_s"] / r["compute_only"]["images_per_s"])
+    assert "compute only" in throughput_text(r) and "before" in throughput_text(r)
