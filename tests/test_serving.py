@@ -14,14 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
+from conftest import official_format_state
 
 from compsrt.errors import CompsrtError
 from compsrt.runtime.backends import torch_fp_backend
 from compsrt.runtime.serving import repo as repo_mod
 from compsrt.runtime.serving import server as server_mod
 from compsrt.runtime.upscaler import TiledUpscaler
-
-from conftest import official_format_state
 
 TILE, MAX_PIXELS = 16, 40 * 40
 
@@ -188,9 +187,8 @@ def test_serve_cli_prints_urls_and_stops(served, capsys, tmp_path):
 
 def test_client_error_without_server(capsys):
     from compsrt.cli import main
-    from compsrt.runtime.serving.server import free_port
-
     from compsrt.runtime.profile import SAMPLE
+    from compsrt.runtime.serving.server import free_port
 
     assert main(["upscale", str(SAMPLE), "/tmp/never.png", "--server", f"http://127.0.0.1:{free_port()}"]) == 2
     err = capsys.readouterr().err

@@ -23,12 +23,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from compsrt.runtime.backends import torch_fp_backend  # noqa: E402
-from compsrt.runtime.profile import machine_info  # noqa: E402
-from compsrt.runtime.serving import repo as repo_mod  # noqa: E402
-from compsrt.runtime.serving import server as server_mod  # noqa: E402
-from compsrt.runtime.serving.client import RemoteUpscaler  # noqa: E402
-from compsrt.runtime.upscaler import TiledUpscaler  # noqa: E402
+from compsrt.runtime.backends import torch_fp_backend
+from compsrt.runtime.profile import machine_info
+from compsrt.runtime.serving import repo as repo_mod
+from compsrt.runtime.serving import server as server_mod
+from compsrt.runtime.serving.client import RemoteUpscaler
+from compsrt.runtime.upscaler import TiledUpscaler
 
 
 def _pct(xs, q):
@@ -89,7 +89,7 @@ def main() -> int:
                 bad, failed = 0, 0
                 lat = []
 
-                def one(k):
+                def one(k, clients=clients, conc=conc):
                     if time.time() > deadline:
                         return None
                     t1 = time.perf_counter()

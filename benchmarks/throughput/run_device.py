@@ -20,11 +20,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from compsrt.encoding import EncodeOptions  # noqa: E402
-from compsrt.runtime.backends import torch_fp_backend  # noqa: E402
-from compsrt.runtime.pipelined import throughput_profile, throughput_text  # noqa: E402
-from compsrt.runtime.profile import machine_info  # noqa: E402
-from compsrt.runtime.upscaler import TiledUpscaler  # noqa: E402
+from compsrt.encoding import EncodeOptions
+from compsrt.runtime.backends import torch_fp_backend
+from compsrt.runtime.pipelined import throughput_profile, throughput_text
+from compsrt.runtime.profile import machine_info
+from compsrt.runtime.upscaler import TiledUpscaler
 
 
 def main() -> int:

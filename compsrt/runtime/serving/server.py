@@ -20,9 +20,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from ...errors import CompsrtError
 
@@ -49,7 +49,7 @@ def find_triton() -> TritonInstall:
     if spec is None or not spec.submodule_search_locations:
         raise CompsrtError("no tritonserver found: install the wheel (`pip install --no-deps nvidia-pytriton==0.7.0`, "
                            "see requirements-serving.txt) or run inside the NGC tritonserver image")
-    root = Path(list(spec.submodule_search_locations)[0]) / "tritonserver"
+    root = Path(next(iter(spec.submodule_search_locations))) / "tritonserver"
     binary = root / "bin" / "tritonserver"
     if not binary.is_file():
         raise CompsrtError(f"the nvidia-pytriton install at {root.parent} has no tritonserver binary; reinstall it")

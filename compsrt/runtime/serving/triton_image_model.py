@@ -12,12 +12,11 @@ import sys
 
 sys.path[:0] = [p for p in os.environ.get("COMPSRT_PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
 
-import numpy as np  # noqa: E402
-import triton_python_backend_utils as pb_utils  # noqa: E402  (provided by the python backend stub)
+import numpy as np
+import triton_python_backend_utils as pb_utils  # provided by the python backend stub
 
-from compsrt.runtime.backends import Backend  # noqa: E402
-from compsrt.runtime.upscaler import TiledUpscaler  # noqa: E402
-
+from compsrt.runtime.backends import Backend
+from compsrt.runtime.upscaler import TiledUpscaler
 
 
 def _tensor(name, array):

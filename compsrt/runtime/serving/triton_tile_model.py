@@ -11,9 +11,8 @@ import sys
 
 sys.path[:0] = [p for p in os.environ.get("COMPSRT_PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
 
-import numpy as np  # noqa: E402
-import triton_python_backend_utils as pb_utils  # noqa: E402  (provided by the python backend stub)
-
+import numpy as np
+import triton_python_backend_utils as pb_utils  # provided by the python backend stub
 
 
 def _tensor(name, array):
