@@ -5,7 +5,8 @@
    distillation iterations stop at the budget);
 2. export of the compressed checkpoint to ONNX (Hadamard as MatMul for ONNX Runtime; a plugin
    variant too when TensorRT is importable);
-3. ONNX Runtime inference on the bundled sample image (tiled), written to ``OUT/``;
+3. ONNX Runtime inference on the bundled sample image (tiled), written to ``OUT/``, and
+   ``OUT/comparison.png``: bicubic | FP | compressed | amplified difference, with a zoomed crop;
 4. an engine build when a TensorRT (``tensorrt`` or ``tensorrt_rtx``) is importable, and its
    execution when a GPU is usable;
 5. a profile of the ONNX Runtime path;
@@ -149,6 +150,11 @@ def _infer(run: _Run) -> None:
                              "psnr_onnxruntime_vs_fp_db": compare(sr_ort, sr_fp)["psnr_db"],
                              "psnr_fakequant_vs_fp_db": compare(sr_fq, sr_fp)["psnr_db"],
                              "psnr_onnxruntime_vs_fakequant_db": compare(sr_ort, sr_fq)["psnr_db"]}
+    from .evaluation.bicubic import imresize
+    from .runtime.comparison import comparison_image
+
+    run.summary["comparison"] = comparison_image(out / "comparison.png", imresize(img.rgb, scale), sr_fp, sr_ort)
+    print(f"   {out / 'comparison.png'}: bicubic | FP | compressed (ONNX Runtime) | difference x8, zoomed crop")
     bench = benchmarks_dir()
     if (bench / "Set5").is_dir():  # ground truth: the smallest Set5 images
         hr_dir, lr_dir = bench / "Set5" / "HR", bench / "Set5" / "LR_bicubic" / f"X{scale}"

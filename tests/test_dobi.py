@@ -59,7 +59,6 @@ def test_fast_dobi_chooses_by_the_quantizers_own_error():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_fast_dobi_on_cuda_matches_cpu():
     """The CUDA path sorts with torch.sort (the CPU one with numpy): same k on both devices."""
     for per_channel in (False, True):

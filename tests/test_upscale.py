@@ -23,12 +23,12 @@ def test_upscale_modes(tmp_path, x2_weights, tiny_image, mode):
     assert result.mode == ("RGBA" if mode == "RGBA" else "RGB")
 
 
-def test_upscale_refuses_16_bit(tmp_path, x2_weights, capsys):
+def test_upscale_16_bit_to_jpeg_is_refused(tmp_path, x2_weights, capsys):
     src = tmp_path / "deep.png"
     Image.fromarray(np.full((8, 8), 40000, np.uint16)).save(src)
-    assert main(["upscale", str(src), str(tmp_path / "o.png"), "--scale", "2", "--weights", str(x2_weights)]) == 2
+    assert main(["upscale", str(src), str(tmp_path / "o.jpg"), "--scale", "2", "--weights", str(x2_weights)]) == 2
     err = capsys.readouterr().err
-    assert "16-bit" in err and "8-bit" in err and len(err.strip().splitlines()) == 1
+    assert "16-bit" in err and ".png" in err and len(err.strip().splitlines()) == 1
 
 
 def test_upscale_refuses_corrupt_and_oversize(tmp_path, x2_weights, capsys, monkeypatch, tiny_image):

@@ -14,8 +14,8 @@ import sys
 
 from ..errors import CompsrtError
 
-STAGE_CLIS: tuple[str, ...] = ("compsrt.cli.evaluation", "compsrt.cli.runtime", "compsrt.cli.pipeline", "compsrt.cli.export",
-                               "compsrt.cli.calibration")
+STAGE_CLIS: tuple[str, ...] = ("compsrt.cli.evaluation", "compsrt.cli.runtime", "compsrt.cli.serving", "compsrt.cli.pipeline",
+                               "compsrt.cli.export", "compsrt.cli.calibration")
 
 
 def build_parser() -> argparse.ArgumentParser:

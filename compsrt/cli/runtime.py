@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from ..errors import CompsrtError
@@ -46,9 +47,28 @@ def make_upscaler(args, backend, progress=False):
                          progress=progress)
 
 
-def cmd_upscale(args) -> int:
+def _report_upscales(results, pairs) -> int:
+    """Print each result in input order (a single image's failure raises); the number of skipped images."""
     from tqdm.auto import tqdm
 
+    failed = 0
+    bar = tqdm(total=len(pairs), desc="upscale", unit="img", disable=len(pairs) == 1)
+    for r in results:
+        bar.update(1)
+        if not r.ok:
+            if len(pairs) == 1:
+                raise CompsrtError(r.error)
+            failed += 1
+            tqdm.write(f"compsrt upscale: skipped: {r.error}", file=sys.stderr)
+            continue
+        msg = f"{r.src} ({r.in_size[0]}x{r.in_size[1]}, {r.mode}) -> {r.dst} ({r.out_size[0]}x{r.out_size[1]})"
+        tqdm.write(msg) if len(pairs) > 1 else print(msg)
+    bar.close()
+    return failed
+
+
+def cmd_upscale(args) -> int:
+    from ..encoding import options_from_args
     from ..runtime.upscaler import list_images
 
     src, dst = Path(args.input), Path(args.output)
@@ -62,21 +82,18 @@ def cmd_upscale(args) -> int:
         if dst.is_dir():
             dst = dst / src.name
         pairs = [(src, dst)]
-    failed = 0
-    with make_backend(args) as backend:
-        up = make_upscaler(args, backend, progress=len(pairs) == 1)
-        bar = tqdm(pairs, desc="upscale", unit="img", disable=len(pairs) == 1)
-        for s, d in bar:
-            try:
-                (w, h), (ow, oh), mode = up.upscale_file(s, d, max_pixels=args.max_pixels)
-            except CompsrtError as exc:
-                if len(pairs) == 1:
-                    raise
-                failed += 1
-                tqdm.write(f"compsrt upscale: skipped: {exc}", file=sys.stderr)
-                continue
-            msg = f"{s} ({w}x{h}, {mode}) -> {d} ({ow}x{oh})"
-            tqdm.write(msg) if len(pairs) > 1 else print(msg)
+    encode = options_from_args(args)
+    if args.server:
+        from ..runtime.serving.client import upscale_files
+
+        failed = _report_upscales(upscale_files(args.server, pairs, encode, args.max_pixels, workers=args.workers), pairs)
+    else:
+        from ..runtime.pipelined import PipelinedUpscaler
+
+        with make_backend(args) as backend:
+            up = make_upscaler(args, backend, progress=len(pairs) == 1)
+            pipe = PipelinedUpscaler(up, host_workers=args.workers, encode=encode, max_pixels=args.max_pixels)
+            failed = _report_upscales(pipe.run(pairs), pairs)
     if failed:
         print(f"compsrt upscale: {failed} of {len(pairs)} images failed", file=sys.stderr)
         return 2
@@ -112,7 +129,23 @@ def cmd_profile(args) -> int:
     if args.backend == "torch" and (args.engine or args.onnx):
         raise CompsrtError("--backend torch takes --checkpoint or the FP weights, not --engine/--onnx")
     with make_backend(args) as backend:
-        p = profile.profile(make_upscaler(args, backend), size, args.iters, args.warmup, args.image, args.label)
+        up = make_upscaler(args, backend)
+        if args.mode == "throughput":
+            from ..encoding import options_from_args
+            from ..runtime.pipelined import throughput_profile, throughput_text
+
+            r = throughput_profile(up, size, images=args.iters, source=args.image, encode=options_from_args(args),
+                                   warmup=args.warmup)
+            r |= {"label": args.label or backend.describe().get("label") or backend.name, "backend": backend.describe(),
+                  "machine": profile.machine_info(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        else:
+            p = profile.profile(up, size, args.iters, args.warmup, args.image, args.label)
+    if args.mode == "throughput":
+        print(throughput_text(r))
+        if args.json:
+            atomic_write_text(args.json, json.dumps(r, indent=1))
+            print(f"wrote {args.json}")
+        return 0
     print(profile.summary_text(p))
     if args.json:
         atomic_write_text(args.json, json.dumps(p, indent=1))
@@ -136,6 +169,11 @@ def register(sub) -> None:
     add_backend_args(p)
     p.add_argument("--ext", help="output extension for directory inputs (default: the input's)")
     p.add_argument("--max-pixels", type=int, help="refuse inputs above this many pixels (default $COMPSRT_MAX_PIXELS or 64e6)")
+    p.add_argument("--server", metavar="URL", help="upscale on a Triton server (`compsrt serve`): http://HOST:PORT or grpc://HOST:PORT")
+    p.add_argument("--workers", type=int, help="host threads for decode/encode (default: CPU count, at most 8)")
+    from ..encoding import add_encode_args
+
+    add_encode_args(p)
     p.set_defaults(func=cmd_upscale)
 
     p = sub.add_parser("build", help="build a TensorRT engine (tensorrt, else tensorrt_rtx) from an exported ONNX")
@@ -161,6 +199,12 @@ def register(sub) -> None:
     p.add_argument("--plot", type=Path, help="write a PNG chart of the stage breakdown")
     p.add_argument("--label", help="name for this profile (default: backend and settings)")
     p.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"), help="print B/A ratios and exit")
+    p.add_argument("--mode", choices=("latency", "throughput"), default="latency",
+                   help="latency: one image at a time, per stage; throughput: a folder of --iters images through the "
+                        "pipelined path against compute-only and the sequential path")
+    from ..encoding import add_encode_args
+
+    add_encode_args(p)
     p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("selftest", help="verify this machine: build a small engine, compare TensorRT with ONNX Runtime")

@@ -207,10 +207,10 @@ class Stitcher:
 
 
 def extract_tiles(padded: np.ndarray, grid: TileGrid, origins: list[tuple[int, int]]) -> np.ndarray:
-    """(N, 3, th, tw) float32 in [0, 1] from a padded uint8 (H, W, 3) image."""
+    """(N, 3, th, tw) float32 in [0, 1] from a padded uint8 or uint16 (H, W, 3) image."""
     th, tw = grid.tile_h, grid.tile_w
     batch = np.empty((len(origins), 3, th, tw), dtype=np.float32)
     for i, (y, x) in enumerate(origins):
         batch[i] = padded[y : y + th, x : x + tw].transpose(2, 0, 1)
-    batch *= 1.0 / 255.0
+    batch *= 1.0 / float(np.iinfo(padded.dtype).max)
     return batch

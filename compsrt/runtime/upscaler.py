@@ -10,7 +10,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import CompsrtError
-from ..images import SAVE_FORMATS, load_image, save_image
+from ..images import SAVE_FORMATS
 from .backends import Backend
 from .tiling import Stitcher, extract_tiles, pad_image, plan
 from .timing import StageTimer
@@ -23,7 +23,7 @@ IMAGE_EXTS = tuple(SAVE_FORMATS)
 
 @dataclass
 class UpscaleResult:
-    rgb: np.ndarray  # uint8 (sH, sW, 3)
+    rgb: np.ndarray  # uint8 (sH, sW, 3); uint16 for a uint16 input
     rgb_float: np.ndarray | None  # float32 before clamping/rounding, when asked for
     tiles: int
 
@@ -61,14 +61,16 @@ class TiledUpscaler:
             ov = min(self.overlap, min(tile) // 2)
             ov -= ov % 2
         else:
-            ov = self.overlap
+            ov = self.overlap if tile is not None else 0  # one whole-image tile: nothing overlaps
         margin = self.margin if self.margin is not None else ov // 4
         return plan(h, w, tile, ov, min(margin, ov // 2), self.window)
 
     def upscale(self, rgb: np.ndarray, timer: StageTimer | None = None, keep_float: bool = False) -> UpscaleResult:
         timer = timer or StageTimer()
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise CompsrtError(f"expected uint8 RGB (H, W, 3), got {rgb.dtype} {rgb.shape}")
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype not in (np.uint8, np.uint16):
+            raise CompsrtError(f"expected uint8 or uint16 RGB (H, W, 3), got {rgb.dtype} {rgb.shape}")
+        sixteen = rgb.dtype == np.uint16
+        keep_float = keep_float or sixteen
         h, w = rgb.shape[:2]
         s = self.backend.scale
         with timer.stage("tiling"):
@@ -89,29 +91,46 @@ class TiledUpscaler:
             bar.update(len(chunk))
         bar.close()
         assert stitch.done
-        return UpscaleResult(stitch.result_u8, stitch.result_f32, grid.count)
+        out = stitch.result_u8
+        if sixteen:  # from the float result: no 8-bit round trip
+            with timer.stage("stitching"):
+                out = np.round(np.clip(stitch.result_f32, 0.0, 1.0) * 65535.0).astype(np.uint16)
+        return UpscaleResult(out, stitch.result_f32, grid.count)
 
     def upscale_array(self, rgb: np.ndarray) -> np.ndarray:
         """uint8 RGB -> uint8 RGB; the ``upscale_fn`` of :func:`compsrt.evaluation.benchmark.evaluate_dataset`."""
         return self.upscale(rgb).rgb
 
     def upscale_file(self, src: str | os.PathLike, dst: str | os.PathLike, timer: StageTimer | None = None,
-                     max_pixels: int | None = None) -> tuple[tuple[int, int], tuple[int, int], str]:
-        from ..evaluation.bicubic import imresize
+                     max_pixels: int | None = None, encode=None) -> tuple[tuple[int, int], tuple[int, int], str]:
+        """Decode, upscale, encode (``encode``: :class:`compsrt.encoding.EncodeOptions`); 16-bit stays 16-bit."""
+        from ..encoding import load_image_any, save_image_any
 
         timer = timer or StageTimer()
         dst = Path(dst)
         if dst.suffix.lower() not in SAVE_FORMATS:  # fail before spending compute
             raise CompsrtError(f"cannot write {dst}: use one of the extensions {', '.join(SAVE_FORMATS)}")
         with timer.stage("decode"):
-            image = load_image(src, limit=max_pixels)
+            image = load_image_any(src, limit=max_pixels)
         result = self.upscale(image.rgb, timer)
         with timer.stage("stitching"):
-            alpha = imresize(image.alpha, self.backend.scale) if image.alpha is not None else None
+            alpha = upscale_alpha(image.alpha, self.backend.scale)
         with timer.stage("encode"):
-            save_image(dst, result.rgb, alpha)
+            save_image_any(dst, result.rgb, alpha, encode)
         h, w = image.rgb.shape[:2]
         return (w, h), (result.rgb.shape[1], result.rgb.shape[0]), image.mode
+
+
+def upscale_alpha(alpha: np.ndarray | None, scale: int) -> np.ndarray | None:
+    """Bicubic (MATLAB imresize) upscaling of an alpha channel, keeping its dtype."""
+    if alpha is None:
+        return None
+    from ..evaluation.bicubic import imresize
+
+    if alpha.dtype == np.uint8:
+        return imresize(alpha, scale)
+    top = float(np.iinfo(alpha.dtype).max)
+    return np.round(np.clip(imresize(alpha.astype(np.float64) / top, scale), 0, 1) * top).astype(alpha.dtype)
 
 
 def list_images(folder: Path) -> list[Path]:
