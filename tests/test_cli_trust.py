@@ -21,7 +21,7 @@ from compsrt.cli import build_parser, main
 from compsrt.models.swinir import SwinIR, SwinIRConfig
 
 SAMPLE = Path(__file__).resolve().parents[1] / "compsrt" / "assets" / "sample.png"
-TILE = 16
+TILE = 32
 
 
 def _trt_or_skip():

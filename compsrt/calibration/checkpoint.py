@@ -31,6 +31,7 @@ import torch
 from ..errors import CompsrtError
 from ..files import atomic_path
 from ..models.swinir import SwinIR, SwinIRConfig
+from ..models.weights import load_torch_file
 from .qmodel import QLinear, QuantConfig, freeze_model, quantize_model
 
 FORMAT = "compsrt-quant/1"
@@ -85,10 +86,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tens
         head = f.read(len(MAGIC))
     if head == MAGIC:
         return unpack(path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CompsrtError(f"cannot read compressed checkpoint {path}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
+    obj = load_torch_file(path, "compressed checkpoint", "create one with `compsrt calibrate`")
     if not isinstance(obj, dict) or "meta" not in obj or "tensors" not in obj:
         raise CompsrtError(f"{path} is not a compsrt compressed checkpoint (no meta/tensors)")
     return obj["meta"], obj["tensors"]

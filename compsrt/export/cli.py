@@ -91,8 +91,9 @@ def cmd_inspect(args) -> int:
 def cmd_check(args) -> int:
     from .trt_check import int8_layer_lines, parse_and_build
 
-    if not args.model.is_file():
-        raise CompsrtError(f"{args.model} does not exist")
+    from .inspect import load_onnx
+
+    load_onnx(args.model, external_data=False)
     r = parse_and_build(args.model, register_plugin=args.plugin, build=not args.no_build,
                         verbose=args.verbose_log is not None, engine_out=args.engine, max_batch=args.max_batch)
     if args.verbose_log:

@@ -38,13 +38,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CompsrtError(f"weights file {path} does not exist; pass an existing .pth file with --weights")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, truncated zips, non-tensor payloads
-        raise CompsrtError(
-            f"cannot read weights file {path}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}; "
-            "expected a PyTorch state dict saved with torch.save (official SwinIR .pth format)"
-        ) from None
+    obj = load_torch_file(path, "weights file", "expected a PyTorch state dict saved with torch.save (official "
+                          "SwinIR .pth format)")
     if isinstance(obj, dict):
         for key in PARAM_KEYS:
             if isinstance(obj.get(key), dict):
@@ -53,6 +48,26 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CompsrtError(f"weights file {path} holds no state dict of tensors (keys tried: {PARAM_KEYS})")
     return {k.removeprefix("module."): v for k, v in obj.items() if not k.endswith(IGNORED_BUFFERS)}
+
+
+_MAGICS = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"\x08": "an ONNX model",
+           b"CSRT1": "a packed compsrt checkpoint (.csrt)"}
+
+
+def load_torch_file(path: Path, what: str, expected: str):
+    """``torch.load(weights_only=True)`` with one-line errors that say what the file is instead."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not head:
+        raise CompsrtError(f"{what} {path} is empty (0 bytes); {expected}")
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save: zip archive, or a legacy pickle
+        kind = next((k for m, k in _MAGICS.items() if head.startswith(m)), "not a torch.save file")
+        raise CompsrtError(f"{what} {path} is {kind}, not a PyTorch file; {expected}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors, truncated zips, non-tensor payloads
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise CompsrtError(f"cannot read {what} {path}: {exc.__class__.__name__}: {first}; {expected}") from None
 
 
 def scale_of_state_dict(state: dict[str, torch.Tensor]) -> int | None:

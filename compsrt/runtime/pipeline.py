@@ -36,6 +36,21 @@ def _step(name: str):
     return time.perf_counter()
 
 
+def say(what: str, detail: str = "") -> None:
+    """One indented console line, never cut: a shortened message loses the fix it names."""
+    print(f"   {what}{': ' + detail if detail else ''}", flush=True)
+
+
+def calibration_line(log: dict, iters: int, budget_s: float, seconds: float) -> str:
+    """The calibration result, saying so when the time budget (not --iters) ended it."""
+    done = log.get("iters_done")
+    line = f"{done} iterations, {seconds:.0f} s"
+    if log.get("stopped_early"):
+        line += (f"; stopped early on the {budget_s:g} s budget after {done} of {iters} iterations, so the result "
+                 "depends on this machine's speed (raise --calib-seconds for all of them)")
+    return line
+
+
 @contextlib.contextmanager
 def _mini_data(root: Path, n: int) -> Iterator[Path]:
     """A temporary data root linking the first ``n`` images of ``train/Kodak`` (never copied)."""
@@ -81,7 +96,7 @@ def run_pipeline(args) -> int:
     summary["steps"]["calibrate"] = time.perf_counter() - t
     summary["calibration"] = {"iters_done": log.get("iters_done"), "train_images": args.train_images,
                               "stopped_early": log.get("stopped_early")}
-    print(f"   {ckpt} ({log.get('iters_done')} iterations, {summary['steps']['calibrate']:.0f} s)")
+    say(str(ckpt), calibration_line(log, args.iters, args.calib_seconds, summary["steps"]["calibrate"]))
 
     # 2. export
     t = _step(f"2/6 export: ONNX, tile {tile}x{tile}, batch 1")
@@ -161,10 +176,10 @@ def run_pipeline(args) -> int:
                 save_image(out / f"{src.stem}_x{scale}_tensorrt.png", sr_trt)
             except CompsrtError as exc:
                 engine_info["execution"] = f"not run: {exc}"
-                print(f"   execution not run here: {str(exc)[:160]}")
+                say("execution not run here", str(exc))
         except CompsrtError as exc:
             engine_info["error"] = str(exc)
-            print(f"   build failed: {exc}")
+            say("build failed", str(exc))
     summary["engine"] = engine_info
     summary["steps"]["engine"] = time.perf_counter() - t
 
