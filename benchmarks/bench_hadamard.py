@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compsrt.plugins import hadamard_matrix  # noqa: E402
+from compsrt.hadamard import hadamard_matrix  # noqa: E402
 from compsrt.plugins.kernel import (  # noqa: E402
     ELEMS_PER_THREAD, ROWS_PER_THREAD, THREADS_PER_BLOCK, HadamardKernel, default_elems_per_thread,
     default_rows_per_thread,

@@ -18,7 +18,7 @@ from compsrt.calibration.checkpoint import load_compressed_model, pack, read_che
 from compsrt.calibration.data import PatchSampler
 from compsrt.calibration.deploy import deploy_sites
 from compsrt.calibration.distill import DistillSettings, calibrate, eval_distill_loss
-from compsrt.calibration.hadamard import hadamard, rotate_last, rotate_tokens
+from compsrt.hadamard import hadamard, rotate_last, rotate_tokens
 from compsrt.calibration.qmodel import (QLinear, QuantConfig, activation_code_bits, freeze_model, prune_mask,
                                        quantize_model, quantizers, set_observe, weight_code_bits)
 from compsrt.calibration.quant import FakeQuant, deploy_fq, floor_steps_, round_ste

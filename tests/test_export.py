@@ -18,7 +18,8 @@ import torch
 from compsrt.errors import CompsrtError
 from compsrt.export.exporter import ExportOptions, build_onnx, export_checkpoint, export_model, load_checkpoint
 from compsrt.export.inspect import inspect_model
-from compsrt.export.surgery import Builder, hadamard_f32
+from compsrt.export.surgery import Builder
+from compsrt.hadamard import hadamard_matrix
 from compsrt.models.swinir import SwinIR, SwinIRConfig
 from tests.trt_scripts import TRACED_CREATOR_PRELUDE
 
@@ -165,7 +166,7 @@ def test_linear_site_subgraph_matches_numpy_reference():
     xv = rng.normal(scale=1.5, size=(5, m_)).astype(np.float32)
     got = _ort(proto).run(None, {"x": xv})[0]
     # numpy reference with the simulation's arithmetic: (t - shift) / s, round half to even, saturate
-    xt = np.concatenate([xv, np.zeros((5, n - m_), np.float32)], 1) @ hadamard_f32(n)
+    xt = np.concatenate([xv, np.zeros((5, n - m_), np.float32)], 1) @ hadamard_matrix(n, np.float32)
     q = np.clip(np.rint((xt - np.float32(0.13)) / np.float32(0.05)), qmin, qmax)
     ref = (q * np.float32(0.05)) @ (codes.astype(np.float32) * w_scale[:, None]).T + bias
     assert np.abs(got - ref).max() < 1e-4

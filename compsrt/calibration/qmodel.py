@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CompsrtError
-from .hadamard import hadamard, next_pow2, pad_last, rotate_last, rotate_tokens
+from ..hadamard import hadamard, next_pow2, pad_last, rotate_last, rotate_tokens
 from .quant import FakeQuant
 
 MODES = ("paper", "deploy")

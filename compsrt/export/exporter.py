@@ -15,8 +15,8 @@ from torch import nn
 
 from ..errors import CompsrtError
 from ..files import atomic_path, atomic_write_text, sha256_file
+from ..hadamard import PLUGIN_VERSION
 from .graph import INPUT_NAME, OUTPUT_NAME, SITE_DOMAIN, StaticSwinIR, trace_to_onnx
-from ..plugins import PLUGIN_VERSION
 from .surgery import HADAMARD_VARIANTS, PLUGIN_DOMAIN, PLUGIN_OP, remove_identities, replace_markers, to_plugin
 
 LEGACY_MAX_OPSET = 20  # the TorchScript exporter; higher opsets go through onnx.version_converter

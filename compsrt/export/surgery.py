@@ -27,16 +27,11 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from ..errors import CompsrtError
-from ..plugins import PLUGIN_NAME, PLUGIN_NAMESPACE, hadamard_matrix, onnx_node_attributes
+from ..hadamard import PLUGIN_NAME, PLUGIN_NAMESPACE, hadamard_matrix, onnx_node_attributes
 from .graph import SITE_DOMAIN, Site
 
 PLUGIN_OP, PLUGIN_DOMAIN = PLUGIN_NAME, PLUGIN_NAMESPACE  # the plugin's registry name is the ONNX op
 HADAMARD_VARIANTS = ("plugin", "matmul")
-
-
-def hadamard_f32(n: int) -> np.ndarray:
-    """The plugin's orthonormal Sylvester Hadamard matrix as a float32 graph constant."""
-    return hadamard_matrix(n).astype(np.float32)
 
 
 @dataclass
@@ -90,7 +85,7 @@ class Builder:
         key = (x.name, n, m, axis)
         if key in self._rot_cache:
             return self._rot_cache[key]
-        h = hadamard_f32(n)
+        h = hadamard_matrix(n, np.float32)
         y = self.var(f"{prefix}/hadamard_out")
         if axis == "last":
             node = self.node("MatMul", f"{prefix}/hadamard", [x, self.const(f"{prefix}/H{n}", h[:m, :])], [y])

@@ -15,11 +15,8 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from ..hadamard import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
 from .core import FIELD_ORDER, INT_FIELDS, HadamardAttrs, HadamardPluginCore
-
-PLUGIN_NAME = "HadamardTransform"
-PLUGIN_VERSION = "1"
-PLUGIN_NAMESPACE = "compsrt"
 
 _CLASS_CACHE: Dict[str, Tuple[type, type]] = {}
 

@@ -71,12 +71,12 @@ def hadamard_onnx(path: Path, n: int = 64, rows: int = 256) -> None:
     import onnx
     from onnx import TensorProto, helper
 
-    from ..plugins import onnx_node_attributes
+    from ..hadamard import PLUGIN_NAME, PLUGIN_NAMESPACE, onnx_node_attributes
 
-    node = helper.make_node("HadamardTransform", ["x"], ["y"], domain="compsrt", **onnx_node_attributes(n))
+    node = helper.make_node(PLUGIN_NAME, ["x"], ["y"], domain=PLUGIN_NAMESPACE, **onnx_node_attributes(n))
     g = helper.make_graph([node], "hadamard", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [rows, n])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [rows, n])])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("compsrt", 1)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(PLUGIN_NAMESPACE, 1)])
     onnx.save(m, str(path))
 
 
@@ -174,7 +174,7 @@ def _run(rep: Report, folder: Path, tile: int, scale: int, plugins: str) -> int:
 
 def _run_hadamard(rep: Report, plan: Path) -> None:
     """Execute the one-node plugin engine through the same device layer; compare with float64."""
-    from ..plugins import reference_hadamard
+    from ..hadamard import reference_hadamard
     from .engine import deserialize
     from .devmem import open_device
 
