@@ -10,4 +10,13 @@ Entry points: :func:`compsrt.calibration.distill.calibrate`,
 :func:`compsrt.calibration.checkpoint.load_compressed_model`, :func:`compsrt.calibration.deploy.deploy_sites`.
 """
 
-from .qmodel import QuantConfig, quantize_model  # noqa: F401
+__all__ = ["QuantConfig", "quantize_model"]
+
+
+def __getattr__(name: str):
+    """Lazy: the calibration CLI registers its options without importing torch (PEP 562)."""
+    if name in __all__:
+        from . import qmodel
+
+        return getattr(qmodel, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

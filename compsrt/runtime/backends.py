@@ -36,8 +36,8 @@ class Backend:
         """Upscale ``x`` (N, 3, h, w) float32, honouring a fixed batch by splitting and padding."""
         timer = timer or StageTimer()
         if self.tile is not None and tuple(x.shape[2:]) != tuple(self.tile):
-            raise CompsrtError(f"{self.name}: input {x.shape[2]}x{x.shape[3]} does not match the fixed tile "
-                               f"{self.tile[0]}x{self.tile[1]}")
+            raise CompsrtError(f"{self.name}: input {x.shape[3]}x{x.shape[2]} does not match the fixed tile "
+                               f"{self.tile[1]}x{self.tile[0]}")
         if self.batch is None or x.shape[0] == self.batch:
             return self.infer(np.ascontiguousarray(x, dtype=np.float32), timer)
         outs = []
@@ -185,6 +185,18 @@ def _sidecar_tile(meta: dict) -> tuple[int, int] | None:
     return (int(t[0]), int(t[1]))
 
 
+def _has_plugin_nodes(path: Path) -> bool:
+    """Whether an ONNX file holds HadamardTransform plugin nodes (the --hadamard plugin export)."""
+    try:
+        import onnx
+
+        from ..hadamard import PLUGIN_OP
+
+        return any(n.op_type == PLUGIN_OP for n in onnx.load(str(path), load_external_data=False).graph.node)
+    except Exception:  # not readable as ONNX: ONNX Runtime's own message says why
+        return False
+
+
 class OrtBackend(Backend):
     """ONNX Runtime on the CPU or CUDA execution provider."""
 
@@ -214,9 +226,10 @@ class OrtBackend(Backend):
         except Exception as exc:  # onnxruntime raises its own exception types
             msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
             hint = ""
-            if "HadamardTransform" in str(exc):
+            if "HadamardTransform" in str(exc) or _has_plugin_nodes(path):
                 hint = ("; this graph uses the TensorRT plugin op HadamardTransform, which ONNX Runtime cannot run: "
-                        "export an ONNX Runtime variant (Hadamard as MatMul) or use --engine")
+                        "export the ONNX Runtime variant with `compsrt export ... --hadamard matmul`, or build an "
+                        "engine from this one and use --engine")
             raise CompsrtError(f"ONNX Runtime cannot load {path}: {msg}{hint}") from None
         self.path = path
         self.device = providers

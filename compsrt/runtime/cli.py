@@ -3,47 +3,76 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from pathlib import Path
 
+from ..cliargs import (DEVICE_HELP, PLUGINS_HELP, Spinner, add_json_flag, check_scale, existing,
+                       fmt_tile, parse_tile, positive_int, resolve_device, size_arg, square_tile_arg, tile_arg)
 from ..errors import CompsrtError
+
+ONNX_FILE = existing("ONNX model", "create it with `compsrt export`")
+ENGINE_FILE = existing("engine", "build it with `compsrt build --onnx MODEL.onnx --out ENGINE.plan`")
+CHECKPOINT_FILE = existing("checkpoint", "create one with `compsrt calibrate`")
+WEIGHTS_FILE = existing("weights file", "pass an existing .pth file with --weights")
 
 
 def add_backend_args(p: argparse.ArgumentParser, engine: bool = True) -> None:
     g = p.add_argument_group("model (one of; default: the FP SwinIR-light weights)")
     if engine:
-        g.add_argument("--engine", type=Path, help="TensorRT engine built by `compsrt build`")
-    g.add_argument("--onnx", type=Path, help="ONNX model (ONNX Runtime)")
-    g.add_argument("--checkpoint", type=Path, help="compressed checkpoint from `compsrt calibrate` (torch fake-quant)")
-    g.add_argument("--scale", type=int, choices=(2, 3, 4), default=4, help="FP model scale (default 4)")
-    g.add_argument("--weights", type=Path, help="SwinIR-light .pth (default: $COMPSRT_WEIGHTS_DIR, else download)")
-    g.add_argument("--weights-sha256", metavar="HEX", help="refuse weights whose sha256 differs from this pin")
-    g.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
-    g.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32", help="torch autocast precision")
+        g.add_argument("--engine", type=ENGINE_FILE, help="TensorRT engine built by `compsrt build` (default: none)")
+    g.add_argument("--onnx", type=ONNX_FILE, help="ONNX model run by ONNX Runtime (default: none)")
+    g.add_argument("--checkpoint", type=CHECKPOINT_FILE,
+                   help="compressed checkpoint from `compsrt calibrate`, torch fake-quant (default: none)")
+    g.add_argument("--scale", type=int, choices=(2, 3, 4),
+                   help="upscaling factor; must match the model's if one is given (default: the model's, else 4)")
+    g.add_argument("--weights", type=WEIGHTS_FILE, help="SwinIR-light .pth (default: $COMPSRT_WEIGHTS_DIR, else download)")
+    g.add_argument("--weights-sha256", metavar="HEX", help="refuse weights whose sha256 differs from this pin (default: no pin)")
+    g.add_argument("--device", default="auto", help=DEVICE_HELP)
+    g.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="torch autocast precision (default %(default)s)")
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
-    g.add_argument("--providers", choices=("cpu", "cuda"), default="cpu", help="ONNX Runtime execution provider")
+    g.add_argument("--providers", choices=("cpu", "cuda"), default="cpu",
+                   help="ONNX Runtime execution provider (default %(default)s)")
     t = p.add_argument_group("tiling")
-    t.add_argument("--tile", type=int, help="LR tile size (fixed for ONNX/engines; default 256 for torch, 0 = whole image)")
-    t.add_argument("--overlap", type=int, default=16, help="LR pixels shared by neighbouring tiles (default 16)")
-    t.add_argument("--margin", type=int, help="LR pixels at internal tile edges never used (default overlap/4)")
-    t.add_argument("--batch", type=int, help="tiles per batch (default 4, or the engine's batch)")
+    t.add_argument("--tile", type=tile_arg, metavar="N|WxH",
+                   help="LR tile, fixed for ONNX/engines; 0 = the whole image at once (default: the model's tile, "
+                        "else 256 for torch)")
+    t.add_argument("--overlap", type=int, default=16, help="LR pixels shared by neighbouring tiles (default %(default)s)")
+    t.add_argument("--margin", type=int, help="LR pixels at internal tile edges never used (default: overlap/4)")
+    t.add_argument("--batch", type=positive_int, help="tiles per batch (default: the engine's batch, else 4)")
 
 
 def make_backend(args):
+    """The one backend named by --engine / --onnx / --checkpoint / --weights; --scale must agree with it."""
     from . import backends
 
     chosen = [n for n in ("engine", "onnx", "checkpoint") if getattr(args, n, None)]
     if len(chosen) > 1:
         raise CompsrtError(f"pass only one of --engine, --onnx, --checkpoint (got {', '.join('--' + c for c in chosen)})")
-    if getattr(args, "engine", None):
-        from .engine import TrtBackend
+    if chosen:
+        source = getattr(args, chosen[0])
+        if getattr(args, "engine", None):
+            from .engine import TrtBackend
 
-        return TrtBackend(args.engine)
-    if args.onnx:
-        return backends.OrtBackend(args.onnx, args.providers)
-    if args.checkpoint:
-        return backends.torch_checkpoint_backend(args.checkpoint, args.device, args.dtype, args.compile)
-    return backends.torch_fp_backend(args.scale, args.weights, args.device, args.dtype, args.compile,
+            b = TrtBackend(args.engine)
+        elif args.onnx:
+            b = backends.OrtBackend(args.onnx, args.providers)
+        else:
+            b = backends.torch_checkpoint_backend(args.checkpoint, resolve_device(args.device), args.dtype, args.compile)
+        try:
+            check_scale(args.scale, b.scale, source)
+        except CompsrtError:
+            b.close()
+            raise
+        return b
+    scale = args.scale or 4
+    if args.weights is not None:
+        from ..models.weights import read_state_dict, scale_of_state_dict
+
+        scale = check_scale(args.scale, scale_of_state_dict(read_state_dict(args.weights)) or scale, args.weights)
+    return backends.torch_fp_backend(scale, args.weights, resolve_device(args.device), args.dtype, args.compile,
                                      sha256=getattr(args, "weights_sha256", None))
 
 
@@ -60,8 +89,6 @@ def cmd_upscale(args) -> int:
     from .upscaler import list_images
 
     src, dst = Path(args.input), Path(args.output)
-    if not src.exists():
-        raise CompsrtError(f"input {src} does not exist")
     if src.is_dir():
         if dst.exists() and not dst.is_dir():
             raise CompsrtError(f"{dst} is a file; the output for a directory of images must be a directory")
@@ -70,24 +97,33 @@ def cmd_upscale(args) -> int:
         if dst.is_dir():
             dst = dst / src.name
         pairs = [(src, dst)]
+    t0 = time.perf_counter()
     backend = make_backend(args)
-    up = make_upscaler(args, backend, progress=len(pairs) == 1)
-    failed = 0
-    bar = tqdm(pairs, desc="upscale", unit="img", disable=len(pairs) == 1)
-    for s, d in bar:
-        try:
-            (w, h), (ow, oh), mode = up.upscale_file(s, d, max_pixels=args.max_pixels)
-        except CompsrtError as exc:
-            if len(pairs) == 1:
-                raise
-            failed += 1
-            tqdm.write(f"compsrt upscale: skipped: {exc}", file=sys.stderr)
-            continue
-        msg = f"{s} ({w}x{h}, {mode}) -> {d} ({ow}x{oh})"
-        tqdm.write(msg) if len(pairs) > 1 else print(msg)
-    backend.close()
-    if failed:
-        print(f"compsrt upscale: {failed} of {len(pairs)} images failed", file=sys.stderr)
+    done, skipped = [], []
+    try:
+        up = make_upscaler(args, backend, progress=len(pairs) == 1 and not args.json)
+        bar = tqdm(pairs, desc="upscale", unit="img", disable=len(pairs) == 1 or args.json)
+        for s, d in bar:
+            try:
+                (w, h), (ow, oh), mode = up.upscale_file(s, d, max_pixels=args.max_pixels)
+            except CompsrtError as exc:
+                if len(pairs) == 1:
+                    raise
+                skipped.append({"input": str(s), "error": str(exc)})
+                tqdm.write(f"compsrt upscale: skipped: {exc}", file=sys.stderr)
+                continue
+            done.append({"input": str(s), "output": str(d), "input_size": [w, h], "output_size": [ow, oh], "mode": mode})
+            if not args.json:
+                msg = f"{s} ({w}x{h}, {mode}) -> {d} ({ow}x{oh})"
+                tqdm.write(msg) if len(pairs) > 1 else print(msg)
+        describe = backend.describe()
+    finally:
+        backend.close()
+    if args.json:
+        print(json.dumps({"outputs": done, "failed": len(skipped), "skipped": skipped, "backend": describe,
+                          "tile": fmt_tile(up.tile) if up.tile else "whole image", "seconds": round(time.perf_counter() - t0, 3)}))
+    if skipped:
+        print(f"compsrt upscale: {len(skipped)} of {len(pairs)} images failed", file=sys.stderr)
         return 2
     return 0
 
@@ -95,14 +131,25 @@ def cmd_upscale(args) -> int:
 def cmd_build(args) -> int:
     from .engine import build_engine
 
-    r = build_engine(args.onnx, args.out, sparse=args.sparse, plugins=args.plugins, timing_cache=args.timing_cache,
-                     workspace_mb=args.workspace, batch=args.batch, tile=args.tile,
-                     compute_capability=args.compute_capability)
+    with Spinner(f"building {args.out.name} from {args.onnx.name} (TensorRT's builder; about a minute for SwinIR-light)",
+                 enabled=not args.json):
+        r = build_engine(args.onnx, args.out, sparse=args.sparse, plugins=args.plugins, timing_cache=args.timing_cache,
+                         workspace_mb=args.workspace, batch=args.batch, tile=args.tile,
+                         compute_capability=args.compute_capability)
     m = r.sidecar
+    files = {"sidecar": f"{args.out}.json", "log": f"{args.out}.build.log", "layers": f"{args.out}.layers.json"}
+    if args.json:
+        print(json.dumps({"engine": str(args.out), "engine_bytes": m["engine_bytes"], "seconds": round(r.seconds, 3),
+                          "tensorrt": m["tensorrt"], "input_shape": m["input_shape"], "tile": m["tile"] and fmt_tile(m["tile"]),
+                          "scale": m["scale"], "sparse_weights": m["sparse_weights"], "plugin": m["plugin"]["kind"],
+                          "device": m["device"], **files}, indent=1))
+        return 0
+    b, _, th, tw = m["input_shape"] if len(m["input_shape"]) == 4 else (m["input_shape"][0], None, None, None)
+    shape = f"batch {b} x {tw}x{th}" if th else "x".join(map(str, m["input_shape"]))
     print(f"{args.out}: {m['engine_bytes']:,} bytes, {m['tensorrt']['module']} {m['tensorrt']['version']}, "
-          f"input {'x'.join(map(str, m['input_shape']))} x{m['scale']}, sparse={m['sparse_weights']}, "
+          f"input {shape}{' x' + str(m['scale']) if m['scale'] else ''}, sparse={m['sparse_weights']}, "
           f"plugin={m['plugin']['kind']}, device={m['device']['name'] or 'none (CPU build)'}, {r.seconds:.1f} s")
-    print(f"  sidecar {args.out}.json, log {args.out}.build.log, layers {args.out}.layers.json")
+    print(f"  sidecar {files['sidecar']}, log {files['log']}, layers {files['layers']}")
     return 0
 
 
@@ -127,58 +174,83 @@ def cmd_pipeline(args) -> int:
     return run_pipeline(args)
 
 
+class _JsonOrPath(argparse.Action):
+    """profile ``--json``: a flag (print JSON); ``--json PATH``, the old spelling, writes PATH (use --out)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if values is None:
+            namespace.json = True
+            return
+        from ..cliargs import deprecated
+
+        deprecated(f"--json {values}", f"--out {values}")
+        namespace.out = Path(values)
+
+
 def register(sub) -> None:
     p = sub.add_parser("upscale", help="upscale an image or a directory (torch, ONNX Runtime or TensorRT; tiled)")
-    p.add_argument("input", type=Path, help="image file or directory")
+    p.add_argument("input", type=existing("input", directory_ok=True), help="image file or directory of images")
     p.add_argument("output", type=Path, help="output file, or directory for a directory input")
     add_backend_args(p)
-    p.add_argument("--ext", help="output extension for directory inputs (default: the input's)")
-    p.add_argument("--max-pixels", type=int, help="refuse inputs above this many pixels (default $COMPSRT_MAX_PIXELS or 64e6)")
+    p.add_argument("--ext", help="output extension for directory inputs, e.g. .png (default: the input's)")
+    p.add_argument("--max-pixels", type=positive_int,
+                   help="refuse inputs above this many pixels (default $COMPSRT_MAX_PIXELS, else 64000000)")
+    add_json_flag(p, "a summary (files, sizes, backend, seconds)")
     p.set_defaults(func=cmd_upscale)
 
     p = sub.add_parser("build", help="build a TensorRT engine (tensorrt, else tensorrt_rtx) from an exported ONNX")
-    p.add_argument("--onnx", type=Path, required=True)
+    p.add_argument("--onnx", type=ONNX_FILE, required=True, help="ONNX model written by `compsrt export`")
     p.add_argument("--out", type=Path, required=True, help="engine file (sidecar, log and layer info written beside)")
     p.add_argument("--sparse", action="store_true", help="enable SPARSE_WEIGHTS (automatic when 2:4 weights are found)")
-    p.add_argument("--plugins", default="python", help="python (register the Python plugin), none, or path to libcompsrt_plugins.so")
-    p.add_argument("--timing-cache", type=Path, help="timing cache file (read if present, updated after the build)")
-    p.add_argument("--workspace", type=int, help="workspace limit in MB")
-    p.add_argument("--batch", type=int, help="batch for graphs with a dynamic batch dim (default 1)")
-    p.add_argument("--tile", type=int, help="tile for graphs with dynamic spatial dims")
-    p.add_argument("--compute-capability", help="TensorRT-RTX only: target, e.g. SM89 (default: its own default)")
+    p.add_argument("--plugins", default="python", help=PLUGINS_HELP)
+    p.add_argument("--timing-cache", type=Path,
+                   help="timing cache file, read if present and updated after the build (default: none)")
+    p.add_argument("--workspace", type=positive_int, metavar="MB", help="workspace limit in MB (default: TensorRT's)")
+    p.add_argument("--batch", type=positive_int, help="batch for graphs with a dynamic batch dim (default 1)")
+    p.add_argument("--tile", type=parse_tile, metavar="N|WxH",
+                   help="tile for graphs with dynamic spatial dims (default: the ONNX sidecar's)")
+    p.add_argument("--compute-capability", metavar="SMxy",
+                   help="TensorRT-RTX only: target, e.g. SM89 (default: TensorRT-RTX's own)")
+    add_json_flag(p, "a summary of the engine and the files written")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("profile", help="per-stage and end-to-end latency, throughput and memory of one backend")
-    p.add_argument("--backend", choices=("trt", "onnxruntime", "torch"), default="torch")
+    p.add_argument("--backend", choices=("trt", "onnxruntime", "torch"), default="torch",
+                   help="what runs the model: trt (--engine), onnxruntime (--onnx) or torch (default %(default)s)")
     add_backend_args(p)
-    p.add_argument("--size", default="320x180", help="input WxH (default 320x180)")
-    p.add_argument("--image", type=Path, help="source image resized to --size (default: the bundled sample)")
-    p.add_argument("--iters", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--json", type=Path, help="write the profile as JSON")
-    p.add_argument("--plot", type=Path, help="write a PNG chart of the stage breakdown")
+    p.add_argument("--size", type=size_arg, default=(320, 180), metavar="WxH", help="input size (default 320x180)")
+    p.add_argument("--image", type=existing("image"), help="source image resized to --size (default: the bundled sample)")
+    p.add_argument("--iters", type=positive_int, default=20, help="timed iterations (default %(default)s)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed iterations first: compilation, caches (default %(default)s)")
+    p.add_argument("--json", nargs="?", const=True, default=False, action=_JsonOrPath, metavar="",
+                   help="print the profile as JSON on stdout instead of text")
+    p.add_argument("--out", type=Path, help="write the profile as JSON to this file (default: not written)")
+    p.add_argument("--plot", type=Path, help="write a PNG chart of the stage breakdown (default: none)")
     p.add_argument("--label", help="name for this profile (default: backend and settings)")
-    p.add_argument("--compare", nargs=2, type=Path, metavar=("A.json", "B.json"), help="print B/A ratios and exit")
+    p.add_argument("--compare", nargs=2, type=existing("profile"), metavar=("A.json", "B.json"),
+                   help="print B/A ratios of two saved profiles and exit (default: profile)")
     p.set_defaults(func=cmd_profile)
 
-    p = sub.add_parser("selftest", help="verify this machine: build a small engine, compare TensorRT with ONNX Runtime")
-    p.add_argument("--tile", type=int, default=32)
-    p.add_argument("--scale", type=int, choices=(2, 3, 4), default=2)
-    p.add_argument("--plugins", default="python")
-    p.add_argument("--keep", type=Path, help="keep the ONNX model and engine in this folder")
+    p = sub.add_parser("selftest", help="verify this machine: build a small engine, compare TensorRT with ONNX Runtime "
+                                        "(exit 3: comparison skipped)")
+    p.add_argument("--tile", type=square_tile_arg, default=32, metavar="N", help="square LR tile of the test model (default %(default)s)")
+    p.add_argument("--scale", type=int, choices=(2, 3, 4), default=2, help="scale of the test model (default %(default)s)")
+    p.add_argument("--plugins", default="python", help=PLUGINS_HELP)
+    p.add_argument("--keep", type=Path, metavar="DIR", help="keep the ONNX model and engine in this folder (default: a temporary one)")
     p.set_defaults(func=cmd_selftest)
 
     p = sub.add_parser("pipeline", help="the whole job on the bundled sample: calibrate, export, ORT, build, profile")
-    p.add_argument("--out", type=Path, default=Path("outputs/pipeline"))
-    p.add_argument("--scale", type=int, choices=(2, 3, 4), default=4)
-    p.add_argument("--iters", type=int, default=50, help="calibration iterations (default 50)")
+    p.add_argument("--out", type=Path, default=Path("outputs/pipeline"), help="output folder (default %(default)s)")
+    p.add_argument("--scale", type=int, choices=(2, 3, 4), default=4, help="upscaling factor (default %(default)s)")
+    p.add_argument("--iters", type=positive_int, default=50, help="calibration iterations (default %(default)s)")
     p.add_argument("--calib-seconds", type=float, default=150,
-                   help="wall-clock budget of the whole calibration, DOBI ranges included (default 150 s)")
-    p.add_argument("--patch", type=int, default=16, help="calibration patch size in LR pixels (default 16)")
-    p.add_argument("--train-images", type=int, default=3, help="training images used for calibration (default 3)")
-    p.add_argument("--eval-images", type=int, default=2, help="smallest Set5 images scored against ground truth (default 2)")
-    p.add_argument("--profile-iters", type=int, default=3)
-    p.add_argument("--device", default="auto", help="calibration device (auto, cpu, cuda)")
-    p.add_argument("--tile", type=int, default=64)
-    p.add_argument("--image", type=Path, help="input image (default: the bundled sample)")
+                   help="wall-clock budget of the whole calibration, DOBI ranges included (default %(default)s s)")
+    p.add_argument("--patch", type=positive_int, default=16, help="calibration patch size in LR pixels (default %(default)s)")
+    p.add_argument("--train-images", type=positive_int, default=3, help="training images used for calibration (default %(default)s)")
+    p.add_argument("--eval-images", type=int, default=2,
+                   help="smallest Set5 images scored against ground truth (default %(default)s)")
+    p.add_argument("--profile-iters", type=positive_int, default=3, help="timed profile iterations (default %(default)s)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP.replace("torch device", "calibration device"))
+    p.add_argument("--tile", type=square_tile_arg, default=64, metavar="N", help="square LR tile of the export (default %(default)s)")
+    p.add_argument("--image", type=existing("image"), help="input image (default: the bundled sample)")
     p.set_defaults(func=cmd_pipeline)

@@ -190,7 +190,7 @@ def build_engine(onnx_path, out, sparse: bool = False, plugins: str | None = "py
         # Inputs and the optimisation profile (only needed when the graph has dynamic dims).
         inputs = [network.get_input(i) for i in range(network.num_inputs)]
         outputs = [network.get_output(i) for i in range(network.num_outputs)]
-        fixed_tile = _sidecar_tile(meta) or ((tile, tile) if tile else None)
+        fixed_tile = _sidecar_tile(meta) or ((tile, tile) if isinstance(tile, int) and tile else tile or None)
         inp_shape = list(inputs[0].shape)
         image_graph = len(inp_shape) == 4
         if any(d < 0 for d in inp_shape) and image_graph:

@@ -25,16 +25,6 @@ from .timing import STAGES, StageTimer
 SAMPLE = Path(__file__).resolve().parents[1] / "assets" / "sample.png"
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise CompsrtError(f"--size must look like 320x180 (WxH), got {text!r}") from None
-    if w <= 0 or h <= 0:
-        raise CompsrtError(f"--size must be positive, got {text}")
-    return w, h
-
-
 def make_input(size: tuple[int, int], folder: Path, source: Path | None = None) -> Path:
     """The source image (default: the bundled sample) resized to ``size`` and saved as PNG."""
     from PIL import Image
@@ -86,6 +76,7 @@ def profile(upscaler, size=(320, 180), iters: int = 20, warmup: int = 3, source:
     if iters < 1:
         raise CompsrtError("--iters must be >= 1")
     backend = upscaler.backend
+    grid = upscaler._grid(size[1], size[0])  # a bad tile is refused before any warm-up
     with tempfile.TemporaryDirectory(prefix="compsrt-profile-") as tmp:
         tmp = Path(tmp)
         src = make_input(size, tmp, source)
@@ -102,7 +93,6 @@ def profile(upscaler, size=(320, 180), iters: int = 20, warmup: int = 3, source:
             e2e.append(time.perf_counter() - t0)
             for k, v in timer.as_dict().items():
                 per_stage.setdefault(k, []).append(v)
-        grid = upscaler._grid(size[1], size[0])
         tiles = grid.count
     total = float(np.sum(e2e))
     ms = lambda xs: [1e3 * x for x in xs]  # noqa: E731
@@ -134,7 +124,7 @@ def profile(upscaler, size=(320, 180), iters: int = 20, warmup: int = 3, source:
 def summary_text(p: dict) -> str:
     e = p["end_to_end_ms"]
     lines = [f"{p['label']}: {p['input']['width']}x{p['input']['height']} -> {p['output']['width']}x{p['output']['height']}"
-             f" ({p['tiling']['tiles']} tile(s) {p['tiling']['tile'][0]}x{p['tiling']['tile'][1]}, batch {p['tiling']['batch']}),"
+             f" ({p['tiling']['tiles']} tile(s) {p['tiling']['tile'][1]}x{p['tiling']['tile'][0]}, batch {p['tiling']['batch']}),"
              f" {p['iters']} iters after {p['warmup']} warm-up"]
     lines.append("  stage       mean ms    p50 ms")
     for k, v in p["stages"].items():
@@ -216,22 +206,32 @@ def plot(profiles: list[dict], path: Path, title: str | None = None) -> None:
 def run_cli(args) -> int:
     from .cli import make_backend, make_upscaler
 
-    size = parse_size(args.size)
+    size = args.size
     if args.backend == "trt" and not args.engine:
         raise CompsrtError("--backend trt needs --engine ENGINE.plan (build one with `compsrt build`)")
     if args.backend == "onnxruntime" and not args.onnx:
         raise CompsrtError("--backend onnxruntime needs --onnx MODEL.onnx")
     if args.backend == "torch" and (args.engine or args.onnx):
         raise CompsrtError("--backend torch takes --checkpoint or the FP weights, not --engine/--onnx")
+    if args.warmup < 0:
+        raise CompsrtError(f"--warmup must be >= 0, got {args.warmup}")
     backend = make_backend(args)
-    up = make_upscaler(args, backend)
-    p = profile(up, size, args.iters, args.warmup, args.image, args.label)
-    print(summary_text(p))
-    if args.json:
-        atomic_write_text(args.json, json.dumps(p, indent=1))
-        print(f"wrote {args.json}")
+    try:
+        up = make_upscaler(args, backend)
+        p = profile(up, size, args.iters, args.warmup, args.image, args.label, progress=not args.json)
+    finally:
+        backend.close()
+    wrote = []
+    if args.out:
+        atomic_write_text(args.out, json.dumps(p, indent=1))
+        wrote.append(args.out)
     if args.plot:
         plot([p], args.plot)
-        print(f"wrote {args.plot}")
-    backend.close()
+        wrote.append(args.plot)
+    if args.json:
+        print(json.dumps(p, indent=1))
+    else:
+        print(summary_text(p))
+        for w in wrote:
+            print(f"wrote {w}")
     return 0
