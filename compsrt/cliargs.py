@@ -19,6 +19,8 @@ import re
 import sys
 from pathlib import Path
 
+from .errors import CompsrtError
+
 DEVICE_HELP = "torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N (default %(default)s)"
 PLUGINS_HELP = ("HadamardTransform plugin: python (register the Python plugin), none, or the path of "
                 "libcompsrt_plugins.so (default %(default)s)")
@@ -117,13 +119,17 @@ class TileAction(argparse.Action):
 
 
 # -- files -----------------------------------------------------------------------------------------------------
+class MissingFile(CompsrtError, argparse.ArgumentTypeError):
+    """A named input that does not exist: an argparse type error while parsing, a CompsrtError after."""
+
+
 def existing(what: str, hint: str = "", directory_ok: bool = False):
-    """An argparse type: a path that exists (a file, or a folder when ``directory_ok``)."""
+    """An argparse type (also callable later): a path that exists (a file, or a folder when ``directory_ok``)."""
 
     def check(text: str) -> Path:
         p = Path(text)
         if not (p.is_file() or (directory_ok and p.is_dir())):
-            raise argparse.ArgumentTypeError(f"{what} {p} does not exist" + (f"; {hint}" if hint else ""))
+            raise MissingFile(f"{what} {p} does not exist" + (f"; {hint}" if hint else ""))
         return p
 
     return check
@@ -169,8 +175,6 @@ def resolve_device(name: str | None) -> str:
 def check_scale(requested: int | None, actual: int, source) -> int:
     """The model's scale; a different ``--scale`` is refused the same way by every command."""
     if requested is not None and actual and requested != actual:
-        from .errors import CompsrtError
-
         raise CompsrtError(f"{source} is a x{actual} model; pass --scale {actual} or omit --scale")
     return actual
 

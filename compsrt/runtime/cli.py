@@ -16,18 +16,19 @@ ONNX_FILE = existing("ONNX model", "create it with `compsrt export`")
 ENGINE_FILE = existing("engine", "build it with `compsrt build --onnx MODEL.onnx --out ENGINE.plan`")
 CHECKPOINT_FILE = existing("checkpoint", "create one with `compsrt calibrate`")
 WEIGHTS_FILE = existing("weights file", "pass an existing .pth file with --weights")
+FILE_CHECKS = {"engine": ENGINE_FILE, "onnx": ONNX_FILE, "checkpoint": CHECKPOINT_FILE, "weights": WEIGHTS_FILE}
 
 
 def add_backend_args(p: argparse.ArgumentParser, engine: bool = True) -> None:
     g = p.add_argument_group("model (one of; default: the FP SwinIR-light weights)")
     if engine:
-        g.add_argument("--engine", type=ENGINE_FILE, help="TensorRT engine built by `compsrt build` (default: none)")
-    g.add_argument("--onnx", type=ONNX_FILE, help="ONNX model run by ONNX Runtime (default: none)")
-    g.add_argument("--checkpoint", type=CHECKPOINT_FILE,
+        g.add_argument("--engine", type=Path, help="TensorRT engine built by `compsrt build` (default: none)")
+    g.add_argument("--onnx", type=Path, help="ONNX model run by ONNX Runtime (default: none)")
+    g.add_argument("--checkpoint", type=Path,
                    help="compressed checkpoint from `compsrt calibrate`, torch fake-quant (default: none)")
     g.add_argument("--scale", type=int, choices=(2, 3, 4),
                    help="upscaling factor; must match the model's if one is given (default: the model's, else 4)")
-    g.add_argument("--weights", type=WEIGHTS_FILE, help="SwinIR-light .pth (default: $COMPSRT_WEIGHTS_DIR, else download)")
+    g.add_argument("--weights", type=Path, help="SwinIR-light .pth (default: $COMPSRT_WEIGHTS_DIR, else download)")
     g.add_argument("--weights-sha256", metavar="HEX", help="refuse weights whose sha256 differs from this pin (default: no pin)")
     g.add_argument("--device", default="auto", help=DEVICE_HELP)
     g.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
@@ -46,11 +47,14 @@ def add_backend_args(p: argparse.ArgumentParser, engine: bool = True) -> None:
 
 def make_backend(args):
     """The one backend named by --engine / --onnx / --checkpoint / --weights; --scale must agree with it."""
-    from . import backends
-
     chosen = [n for n in ("engine", "onnx", "checkpoint") if getattr(args, n, None)]
     if len(chosen) > 1:
         raise CompsrtError(f"pass only one of --engine, --onnx, --checkpoint (got {', '.join('--' + c for c in chosen)})")
+    for name, path in [(n, getattr(args, n)) for n in chosen] + [("weights", getattr(args, "weights", None))]:
+        if path is not None:  # before onnxruntime/torch/TensorRT are imported: a typo is refused at once
+            FILE_CHECKS[name](str(path))
+    from . import backends
+
     if chosen:
         source = getattr(args, chosen[0])
         if getattr(args, "engine", None):
