@@ -10,6 +10,33 @@ from compsrt.paths import data_root
 torch.set_num_threads(2)
 
 
+def tiny_swinir(scale: int = 2, seed: int = 0, gain: float | None = None, noise: float | None = None) -> SwinIR:
+    """The tiny SwinIR of the CPU tests: one RSTB of two Swin blocks (6 heads), eval mode, fixed seed.
+
+    ``gain`` multiplies the 2-D weights (larger than the init, so quantization matters); ``noise`` adds
+    ``noise * randn`` to every parameter (non-trivial biases and position tables, so mistakes show).
+    """
+    torch.manual_seed(seed)
+    m = SwinIR(SwinIRConfig(scale=scale, depths=(2,), num_heads=(6,))).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            if gain is not None and p.ndim == 2:
+                p.mul_(gain)
+            if noise is not None:
+                p.add_(noise * torch.randn_like(p))
+    return m
+
+
+def pytest_collection_modifyitems(config, items):
+    """The one GPU marker: tests marked ``gpu`` skip cleanly on a machine without CUDA."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (marker gpu)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     root = data_root()

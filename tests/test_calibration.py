@@ -16,26 +16,21 @@ import torch.nn.functional as F
 
 from compsrt.calibration.checkpoint import load_compressed_model, pack, read_checkpoint, save_checkpoint, unpack
 from compsrt.calibration.data import PatchSampler
-from compsrt.calibration.deploy import deploy_sites
 from compsrt.calibration.distill import DistillSettings, calibrate, eval_distill_loss
 from compsrt.hadamard import hadamard, rotate_last, rotate_tokens
 from compsrt.calibration.qmodel import (QLinear, QuantConfig, activation_code_bits, freeze_model, prune_mask,
                                        quantize_model, quantizers, set_observe, weight_code_bits)
 from compsrt.calibration.quant import FakeQuant, deploy_fq, floor_steps_, round_ste
 from compsrt.errors import CompsrtError
-from compsrt.models.swinir import SwinIR, SwinIRConfig
+from compsrt.models.swinir import SwinIR
+from compsrt.sites import collect_sites
+from tests.conftest import tiny_swinir
 
 torch.set_num_threads(2)
 
 
 def tiny_fp(seed: int = 0) -> SwinIR:
-    torch.manual_seed(seed)
-    m = SwinIR(SwinIRConfig(scale=2, depths=(2,), num_heads=(6,))).eval()
-    with torch.no_grad():  # larger weights than the init so quantization matters
-        for p in m.parameters():
-            if p.ndim == 2:
-                p.mul_(5)
-    return m
+    return tiny_swinir(seed=seed, gain=5.0)  # larger weights than the init so quantization matters
 
 
 def tiny_sampler(seed: int = 0, patch: int = 8) -> PatchSampler:
@@ -90,12 +85,12 @@ def test_codes_stay_in_range():
             q(torch.rand(1, 3, 8, 8))
         set_observe(q, False)
         lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-        for s in deploy_sites(q):
-            if s["kind"] == "linear":
-                c = s["weight_codes"]
-                assert c.dtype == torch.int8 and int(c.min()) >= lo and int(c.max()) <= hi
-                assert (c[~s["mask"]] == 0).all()
-                assert (s["qmin"], s["qmax"]) == (lo, hi)
+        for s in collect_sites(q):
+            if s.kind == "linear":
+                c = s.codes
+                assert c.dtype == np.int8 and int(c.min()) >= lo and int(c.max()) <= hi
+                assert (c[~s.mask] == 0).all()
+                assert (s.qmin, s.qmax) == (lo, hi)
         assert weight_code_bits(q) == activation_code_bits(q) == bits  # deploy codes are clamped to b bits
         fq = next(m for m in q.modules() if isinstance(m, QLinear)).aq
         codes = fq.codes(torch.randn(1000) * 100)
@@ -103,7 +98,7 @@ def test_codes_stay_in_range():
 
 
 def test_deploy_linear_matches_explicit_qdq_contract():
-    """The module output equals the export formula built only from deploy_sites tensors, bit for bit."""
+    """The module output equals the export formula built only from the site contract's arrays, bit for bit."""
     fp = tiny_fp()
     q = quantize_model(copy.deepcopy(fp), QuantConfig(3, "deploy", "2:4"))
     x = torch.rand(1, 3, 8, 8)
@@ -112,16 +107,17 @@ def test_deploy_linear_matches_explicit_qdq_contract():
         q(x)
     set_observe(q, False)
     freeze_model(q)
-    site = next(s for s in deploy_sites(q) if s["role"] == "fc2")
-    mod = q.get_submodule(site["name"])
-    t = torch.randn(4, 64, site["in_features"])
-    xt = F.pad(t, (0, site["padded"] - site["in_features"])) @ hadamard(site["padded"])
-    codes = torch.clamp(torch.round((xt - site["act_shift"]) / site["act_scale"]), site["qmin"], site["qmax"])
-    w = site["weight_codes"].float() * site["weight_scale"][:, None]
-    y = F.linear(codes * site["act_scale"], w, site["bias_folded"])
+    site = next(s for s in collect_sites(q) if s.role == "fc2")
+    mod = q.get_submodule(site.name)
+    t = torch.randn(4, 64, site.m)
+    xt = F.pad(t, (0, site.n - site.m)) @ hadamard(site.n)
+    scale, shift = torch.tensor(site.scale), torch.tensor(site.shift)
+    codes = torch.clamp(torch.round((xt - shift) / scale), site.qmin, site.qmax)
+    w = torch.from_numpy(site.codes).float() * torch.from_numpy(site.w_scale)[:, None]
+    y = F.linear(codes * scale, w, torch.from_numpy(site.bias))
     with torch.no_grad():
         assert torch.equal(mod(t), y)
-    m = site["mask"].reshape(site["out_features"], -1, 4)
+    m = site.mask.reshape(site.out_features, -1, 4)
     assert (m.sum(-1) == 2).all()  # 2:4 along K
 
 
@@ -258,7 +254,7 @@ def test_config_and_cli_errors(tmp_path):
         QuantConfig(4, "deploy", "1.5")
     with pytest.raises(CompsrtError, match="--clamp-codes"):
         QuantConfig(4, "deploy", clamp_codes=True)
-    from compsrt.calibration import cli
+    from compsrt.cli import calibration as cli
 
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers(dest="command"))
@@ -274,7 +270,8 @@ def test_config_and_cli_errors(tmp_path):
 
 
 def test_calibrate_cli_warns_when_codes_outgrow_their_bits(tmp_path, monkeypatch, capsys):
-    from compsrt.calibration import cli, pipeline
+    from compsrt.calibration import pipeline
+    from compsrt.cli import calibration as cli
 
     log = {"iters_done": 1, "seconds_total": 1.0, "seconds_dobi": 0.5, "collapsed_steps": 7}
     parser = argparse.ArgumentParser()
@@ -293,7 +290,7 @@ def test_calibrate_cli_warns_when_codes_outgrow_their_bits(tmp_path, monkeypatch
     assert args.func(args) == 0 and seen == [QuantConfig(3, "paper", clamp_codes=True)]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
 def test_cuda_graph_calibration_runs():
     fp = tiny_fp()
     imgs = [(np.random.default_rng(0).random((12, 12, 3)) * 255).astype(np.uint8)]
@@ -349,7 +346,7 @@ def test_fused_quantizers_match_eager_in_triton_interpreter():
     assert _fused_vs_eager("cpu") < 1e-6
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
 def test_fused_quantizers_match_eager_on_gpu_and_calibrate():
     pytest.importorskip("triton")
     assert _fused_vs_eager("cuda") < 1e-6
@@ -368,8 +365,7 @@ def test_dqc_step_relative_lr_avoids_weight_step_collapse():
     lr = 1e-2: the authors' absolute lr drives most of them to the S_MIN clamp, where their gradient is
     zero for good, and the loss rises; the step-relative update (deploy default) lowers it.
     """
-    torch.manual_seed(0)
-    fp = SwinIR(SwinIRConfig(scale=2, depths=(2,), num_heads=(6,))).eval()
+    fp = tiny_swinir(2, 0)
     cfg = QuantConfig(4, "deploy")
     x = tiny_sampler(seed=7).sample(4)
     before, _ = calibrate(fp, cfg, tiny_sampler(), tiny_settings(0), progress=False)
@@ -397,8 +393,7 @@ def test_step_floor_keeps_steps_off_the_clamp():
     floor_steps_([fq, other], [torch.full((3, 1), 0.05), torch.tensor(0.1)])
     assert torch.allclose(fq.step(), torch.tensor([[2 / 15], [0.05], [0.05]]))
     assert torch.allclose(other.step(), torch.tensor(0.1))
-    torch.manual_seed(0)
-    fp = SwinIR(SwinIRConfig(scale=2, depths=(2,), num_heads=(6,))).eval()
+    fp = tiny_swinir(2, 0)
     s0 = calibrate(fp, QuantConfig(4, "deploy"), tiny_sampler(), tiny_settings(0), progress=False)[0]
     st = calibrate(fp, QuantConfig(4, "deploy"), tiny_sampler(), replace(tiny_settings(8), lr=0.5), progress=False)[0]
     ratios = torch.cat([(b.step() / a.step()).flatten() for a, b in zip(quantizers(s0), quantizers(st))])

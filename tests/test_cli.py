@@ -2,10 +2,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from compsrt.cli import main
+from tests.conftest import tiny_swinir
 
 
 def test_eval_bicubic_json_matches_reference(shared_data, capsys):
@@ -84,10 +84,8 @@ def test_eval_quant_checkpoint_scores_like_its_torch_model(shared_data, tmp_path
     from compsrt.evaluation.benchmark import evaluate_dataset
     from compsrt.runtime.backends import TorchBackend
     from compsrt.runtime.upscaler import TiledUpscaler
-    from compsrt.models.swinir import SwinIR, SwinIRConfig
 
-    torch.manual_seed(0)
-    fp = SwinIR(SwinIRConfig(scale=4, depths=(2,), num_heads=(6,))).eval()
+    fp = tiny_swinir(4, 0)
     student = quantize_model(fp, QuantConfig(4, "deploy"))
     freeze_model(student)
     ckpt = save_checkpoint(student, {"scale": 4}, tmp_path / "q.pt")

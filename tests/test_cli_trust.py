@@ -17,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+from compsrt.artifacts import sidecar_path
 from compsrt.cli import build_parser, main
 from compsrt.models.swinir import SwinIR, SwinIRConfig
 
@@ -63,7 +64,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
         warnings.simplefilter("ignore")
         torch.onnx.export(_tiny(2), (torch.rand(1, 3, TILE, TILE),), str(f["x2.onnx"]), input_names=["lr"],
                           output_names=["sr"], opset_version=17, dynamo=False)
-    f["x2.onnx"].with_suffix(".json").write_text(json.dumps({"scale": 2, "tile": [TILE, TILE], "window_size": 8,
+    sidecar_path(f["x2.onnx"]).write_text(json.dumps({"scale": 2, "tile": [TILE, TILE], "window_size": 8,
                                                               "batch": 1}))
     from compsrt.runtime.selftest import hadamard_onnx
 
@@ -254,7 +255,7 @@ def test_selftest_status_when_key_check_skipped(capsys):
 
 # -- 7. pipeline console lines ------------------------------------------------------------------------------------
 def test_pipeline_console_lines_are_whole(capsys):
-    from compsrt.runtime.pipeline import calibration_line, say
+    from compsrt.pipeline import calibration_line, say
 
     long = "no usable CUDA device/driver here (" + "x" * 300 + "); install pycuda or cuda-python and check the driver"
     say("execution not run here", long)
@@ -330,7 +331,7 @@ def test_one_vocabulary_across_subcommands():
 
 
 def test_tile_spellings(files, tmp_path, capsys):
-    from compsrt.cliargs import parse_tile
+    from compsrt.cli.args import parse_tile
 
     assert parse_tile("64") == (64, 64) and parse_tile("96x64") == (64, 96)  # WxH in, (h, w) inside
     out = tmp_path / "m.onnx"
@@ -339,7 +340,7 @@ def test_tile_spellings(files, tmp_path, capsys):
 
     ckpt = save_checkpoint(quantize_model(_tiny(2), QuantConfig(bits=4, mode="deploy")), {}, tmp_path / "c.pt")
     assert main(["export", "--checkpoint", str(ckpt), "--tile", "24x16", "--hadamard", "matmul", "--out", str(out)]) == 0
-    assert json.loads(out.with_suffix(".json").read_text())["tile"] == [16, 24]
+    assert json.loads(sidecar_path(out).read_text())["tile"] == [16, 24]
     assert "tile 24x16" in capsys.readouterr().out
     args = build_parser().parse_args(["export", "--checkpoint", str(ckpt), "--tile", "16", "24", "--out", str(out)])
     assert args.tile == (16, 24)  # the old H W spelling, still read

@@ -16,11 +16,13 @@ import pytest
 import torch
 
 from compsrt.errors import CompsrtError
-from compsrt.export.exporter import ExportOptions, build_onnx, export_checkpoint, export_model, load_checkpoint
+from compsrt.calibration.checkpoint import load_model
+from compsrt.export.exporter import ExportOptions, build_onnx, export_checkpoint
 from compsrt.export.inspect import inspect_model
 from compsrt.export.surgery import Builder
 from compsrt.hadamard import hadamard_matrix
 from compsrt.models.swinir import SwinIR, SwinIRConfig
+from tests.conftest import tiny_swinir
 from tests.trt_scripts import TRACED_CREATOR_PRELUDE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,12 +39,7 @@ def _ort(model: onnx.ModelProto):
 
 
 def _tiny(scale=2, seed=0) -> SwinIR:
-    torch.manual_seed(seed)
-    m = SwinIR(SwinIRConfig(scale=scale, depths=(2,), num_heads=(6,))).eval()
-    with torch.no_grad():  # non-trivial biases / position tables so that mistakes show
-        for p in m.parameters():
-            p.add_(0.02 * torch.randn_like(p))
-    return m
+    return tiny_swinir(scale, seed, noise=0.02)  # non-trivial biases / position tables so that mistakes show
 
 
 def _quantized(bits: int, scale=2, seed=0) -> SwinIR:
@@ -108,7 +105,7 @@ def test_export_checkpoint_full_model_sidecar_metadata(tmp_path):
     torch.save({"params": m.state_dict()}, ckpt)
     out = tmp_path / "fp.onnx"
     res = export_checkpoint(ckpt, out, ExportOptions(tile=(8, 8), batch=1))
-    assert out.is_file() and res.sidecar_path == tmp_path / "fp.json"
+    assert out.is_file() and res.sidecar_path == tmp_path / "fp.onnx.json"
     assert not list(tmp_path.glob(".*part*"))  # atomic write left nothing behind
     side = json.loads(res.sidecar_path.read_text())
     assert side["tile"] == [8, 8] and side["scale"] == 2 and side["input"]["name"] == "input"
@@ -138,13 +135,13 @@ def test_load_checkpoint_rejects_garbage(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(CompsrtError):
-        load_checkpoint(bad)
+        load_model(bad)
 
 
 # -- graph surgery on a synthetic Linear site --------------------------------------------------------
 def test_linear_site_subgraph_matches_numpy_reference():
     """x -> Hadamard(64, width 60) -> Sub(shift) -> Clip -> Q -> DQ -> MatMul(DQ(int8 codes, per-channel)) -> Add."""
-    from compsrt.export.graph import Site
+    from compsrt.sites import Site
 
     rng = np.random.default_rng(0)
     m_, n, out, bits = 60, 64, 24, 4
@@ -194,24 +191,30 @@ def test_quantized_matmul_variant_matches_deploy_simulation(bits, q4, q4_matmul)
 
 
 def test_sites_agree_with_calibration_deploy_contract(q4):
-    deploy = pytest.importorskip("compsrt.calibration.deploy")
+    """The export traces exactly the contract's sites, whose numbers are the calibration modules' own tensors."""
+    from compsrt.calibration.qmodel import OperandQuant, QLinear
     from compsrt.export.graph import StaticSwinIR
+    from compsrt.sites import collect_sites
 
     ours = {s.name: s for s in StaticSwinIR(q4, TILE).sites}
-    theirs = deploy.deploy_sites(q4)
-    assert len(ours) == len(theirs)
-    for t in theirs:
-        s = ours[t["name"]]
-        if t["kind"] == "linear":
-            assert (s.m, s.n, s.out_features) == (t["in_features"], t["padded"], t["out_features"])
-            assert np.array_equal(s.codes, t["weight_codes"].numpy())
-            assert np.array_equal(s.w_scale, t["weight_scale"].numpy())
-            assert np.array_equal(s.bias, t["bias_folded"].numpy())
-            assert s.scale == float(t["act_scale"]) and s.shift == float(t["act_shift"])
+    theirs = {name: m for name, m in q4.named_modules() if isinstance(m, (QLinear, OperandQuant))}
+    assert len(ours) == len(theirs) == len(collect_sites(q4))
+    for name, t in theirs.items():
+        s = ours[name]
+        assert s.module is t
+        if isinstance(t, QLinear):
+            with torch.no_grad():
+                assert (s.m, s.n, s.out_features) == (t.in_features, t.n, t.out_features)
+                assert np.array_equal(s.codes, t.codes.numpy()) and s.codes.dtype == np.int8
+                assert np.array_equal(s.w_scale, t.wq.step().reshape(-1).numpy())
+                assert np.array_equal(s.bias, t.folded_bias(t.qweight()).numpy())
+                assert s.scale == float(t.aq.step()) and s.shift == float(t.aq.shift())
+            assert (s.qmin, s.qmax) == (t.aq.qmin, t.aq.qmax) and s.quantizer is t.aq
         else:
-            assert s.role == t["role"] and (s.axis == "tokens") == (t["axis"] == -2)
-            assert s.scale == float(t["scale"]) and s.shift == float(t["shift"])
-        assert (s.qmin, s.qmax) == (t["qmin"], t["qmax"])
+            with torch.no_grad():
+                assert s.role == t.role and (s.axis == "tokens") == (t.role == "v")
+                assert s.scale == float(t.fq.step()) and s.shift == float(t.fq.shift())
+            assert (s.qmin, s.qmax) == (t.fq.qmin, t.fq.qmax) and s.quantizer is t.fq
 
 
 def test_site_parity_forced_codes_flip_only_at_rounding_boundaries(q4, q4_matmul):
@@ -220,7 +223,7 @@ def test_site_parity_forced_codes_flip_only_at_rounding_boundaries(q4, q4_matmul
     spreads through 24 low-bit blocks; end-to-end tolerances cannot tell that from a real mismatch, this check
     can: with PyTorch forced to ONNX Runtime's codes, every code PyTorch would round otherwise lies at k + 0.5,
     the outputs agree to float precision, and a systematic error is pinned to its site."""
-    from compsrt.export.parity import site_parity
+    from compsrt.runtime.parity import site_parity
 
     proto, _ = q4_matmul
     x = torch.rand(2, 3, *TILE, generator=torch.Generator().manual_seed(7)).numpy()
@@ -243,9 +246,9 @@ def test_parity_session_uses_basic_graph_optimisations(q4_matmul):
     """export-parity must run the graph as written (ORT_ENABLE_ALL fuses Q/DQ + MatMul into integer kernels)."""
     import onnxruntime as ort
 
-    from compsrt.export.parity import ort_session
+    from compsrt.runtime.parity import parity_session
 
-    sess = ort_session(q4_matmul[0].SerializeToString(), threads=1)
+    sess = parity_session(q4_matmul[0].SerializeToString(), threads=1)
     assert sess.get_session_options().graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
 
 
@@ -292,7 +295,7 @@ def test_cli_export_and_inspect(tmp_path, capsys):
     torch.save({"params": SwinIR(SwinIRConfig(scale=4)).state_dict()}, ckpt)
     out = tmp_path / "m.onnx"
     assert main(["export", "--checkpoint", str(ckpt), "--tile", "8", "8", "--batch", "dynamic", "--out", str(out)]) == 0
-    assert out.is_file() and (tmp_path / "m.json").is_file()
+    assert out.is_file() and (tmp_path / "m.onnx.json").is_file()
     assert main(["inspect", str(out), "--json"]) == 0
     r = json.loads(capsys.readouterr().out.split("\n", 1)[1])
     assert r["qdq_pairs"] == 0 and r["outputs"][0]["shape"] == ["batch", 3, 32, 32]
@@ -306,7 +309,7 @@ def _trt():
 
 def test_trt_rtx_builds_quantized_matmul_variant(q4_matmul, tmp_path):
     _trt()
-    from compsrt.export.trt_check import parse_and_build
+    from compsrt.runtime.engine import parse_and_build
 
     path = tmp_path / "q.onnx"
     onnx.save(q4_matmul[0], str(path))
@@ -320,7 +323,7 @@ def test_trt_rtx_rejects_nonzero_zero_point(tmp_path):
     _trt()
     from onnx import TensorProto, helper, numpy_helper
 
-    from compsrt.export.trt_check import parse_and_build
+    from compsrt.runtime.engine import parse_and_build
 
     def model(zp: int) -> Path:
         x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 64])
@@ -349,7 +352,7 @@ def test_trt_rtx_rejects_nonzero_zero_point(tmp_path):
 
 _PLUGIN_SCRIPT = TRACED_CREATOR_PRELUDE + textwrap.dedent(
     """
-    from compsrt.export.trt_check import parse_and_build
+    from compsrt.runtime.engine import parse_and_build
     r = parse_and_build({path!r}, register_plugin=True)
     print("RESULT", r.parsed, r.built, r.plugin_layers, r.parse_errors, flush=True)
     """
@@ -360,7 +363,7 @@ def test_trt_rtx_plugin_variant_parses_with_registered_plugin(q4, tmp_path):
     """The plugin variant: unknown op without our creator; with it, the parser maps every node to the plugin
     and the builder makes an engine (in a subprocess: a TensorRT abort must not kill pytest)."""
     _trt()
-    from compsrt.export.trt_check import parse_and_build
+    from compsrt.runtime.engine import parse_and_build
 
     proto, _ = build_onnx(q4, ExportOptions(tile=TILE, batch=1, hadamard="plugin"))
     path = tmp_path / "plugin.onnx"

@@ -4,6 +4,7 @@ import torch
 from compsrt.errors import CompsrtError
 from compsrt.models.swinir import SwinIR, SwinIRConfig, shifted_window_mask
 from compsrt.models.weights import load_swinir, read_state_dict
+from tests.conftest import tiny_swinir
 from tests.conftest import official_format_state
 
 
@@ -53,16 +54,14 @@ def test_pickled_code_is_refused(tmp_path):
 
 @pytest.mark.parametrize("h,w", [(8, 8), (13, 11), (17, 30)])
 def test_any_size_is_padded_and_cropped(h, w):
-    torch.manual_seed(0)
-    model = SwinIR(SwinIRConfig(scale=3, depths=(2,), num_heads=(6,))).eval()
+    model = tiny_swinir(3, 0)
     with torch.no_grad():
         y = model(torch.rand(2, 3, h, w))
     assert y.shape == (2, 3, 3 * h, 3 * w)
 
 
 def test_padding_is_reflect_so_crop_equals_explicitly_padded_input():
-    torch.manual_seed(0)
-    model = SwinIR(SwinIRConfig(scale=2, depths=(2,), num_heads=(6,))).eval()
+    model = tiny_swinir(2, 0)
     x = torch.rand(1, 3, 13, 11)
     padded = torch.nn.functional.pad(x, (0, 5, 0, 3), mode="reflect")
     with torch.no_grad():

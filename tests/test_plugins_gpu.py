@@ -1,6 +1,6 @@
 """GPU tests of the Hadamard kernel and of the Python plugin's enqueue (need CuPy + a CUDA GPU).
 
-Run on a GPU machine with:  PYTHONPATH=. python3 -m pytest tests/test_plugins_gpu.py -q
+Run on a GPU machine with:  python3 -m pytest tests/test_plugins_gpu.py -q
 """
 
 from __future__ import annotations
@@ -8,19 +8,13 @@ from __future__ import annotations
 import ctypes
 import shutil
 import subprocess
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 cp = pytest.importorskip("cupy")
-try:
-    _NDEV = cp.cuda.runtime.getDeviceCount()
-except Exception:  # no driver / no device
-    _NDEV = 0
-if _NDEV == 0:
-    pytest.skip("no CUDA device", allow_module_level=True)
+pytestmark = pytest.mark.gpu
 
 from compsrt.plugins import reference_hadamard, reference_quantize  # noqa: E402
 from compsrt.plugins.core import HadamardAttrs, HadamardPluginCore  # noqa: E402

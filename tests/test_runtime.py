@@ -18,37 +18,28 @@ from compsrt.models.swinir import SwinIR, SwinIRConfig
 from compsrt.runtime.backends import OrtBackend, TorchBackend
 from compsrt.runtime.tiling import axis_weights, plan, tile_starts
 from compsrt.runtime.upscaler import TiledUpscaler
+from tests.conftest import tiny_swinir
 
 TILE = 32
 
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    torch.manual_seed(0)
-    return SwinIR(SwinIRConfig(scale=2, depths=(2,), num_heads=(6,))).eval()
+    return tiny_swinir()
 
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tiny_model, tmp_path_factory):
     """The tiny model exported at a fixed 32x32 tile, batch 2 (stand-in for `compsrt export` output)."""
+    import warnings
+
+    from compsrt.export.exporter import ExportOptions, export_model
+
     path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
-    with torch.no_grad(), pytest.warns() if False else _quiet():
-        torch.onnx.export(tiny_model, (torch.rand(2, 3, TILE, TILE),), str(path), input_names=["lr"],
-                          output_names=["sr"], opset_version=17, dynamo=False)
-    path.with_suffix(".json").write_text(json.dumps({"scale": 2, "tile": [TILE, TILE], "window_size": 8, "batch": 2}))
-    return path
-
-
-class _quiet:
-    def __enter__(self):
-        import warnings
-
-        self.cm = warnings.catch_warnings()
-        self.cm.__enter__()
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-
-    def __exit__(self, *a):
-        return self.cm.__exit__(*a)
+        export_model(tiny_model, path, ExportOptions(tile=(TILE, TILE), batch=2, hadamard="matmul"))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -292,10 +283,10 @@ def _has_cuda() -> bool:
 
 def test_engine_load_checks(engine, tmp_path, capsys):
     """Loading goes as far as this machine allows: sidecar checks always, deserialisation with a GPU."""
-    from compsrt.runtime.engine import deserialize
+    from compsrt.runtime.backends.trt import load_engine as deserialize
 
     if _has_cuda():
-        trt, runtime, eng, meta = deserialize(engine)
+        eng = deserialize(engine).engine
         assert eng is not None and eng.num_io_tensors == 2
     else:  # a CPU-only machine: TensorRT needs a CUDA driver to deserialise; a clear error, no crash
         with pytest.raises(CompsrtError, match="no usable CUDA device"):
@@ -332,7 +323,7 @@ def test_engine_load_checks(engine, tmp_path, capsys):
 
 def test_engine_from_another_gpu_refused(engine, tmp_path):
     """A full-TensorRT engine built for another compute capability is refused before deserialising."""
-    from compsrt.runtime.engine import check_compatible
+    from compsrt.runtime.backends.trt import check_compatible
 
     import types
 

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from compsrt.models.swinir import SwinIR, SwinIRConfig
 from compsrt.runtime.backends import TorchBackend
 from compsrt.runtime.timing import StageTimer
 from compsrt.runtime.upscaler import TiledUpscaler
+from tests.conftest import tiny_swinir
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+pytestmark = pytest.mark.gpu
 
 
 @pytest.mark.parametrize("prefer", ["cuda-python", "pycuda"])
@@ -48,12 +48,11 @@ def test_device_layer_roundtrip(prefer):
 
 
 def test_torch_cuda_backend_tiled_matches_cpu_whole():
-    torch.manual_seed(0)
-    model = SwinIR(SwinIRConfig(scale=2, depths=(2,), num_heads=(6,))).eval()
+    model = tiny_swinir(2, 0)
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
     cpu_whole = TiledUpscaler(TorchBackend(model), tile=0).upscale(img, keep_float=True)
-    gb = TorchBackend(SwinIR(SwinIRConfig(scale=2, depths=(2,), num_heads=(6,))).eval(), "cuda")
+    gb = TorchBackend(tiny_swinir(2), "cuda")
     gb.model.load_state_dict(model.state_dict())
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False

@@ -1,7 +1,7 @@
 """Fill .carry/ (git-ignored) with what a GPU run needs: FP weights, benchmark sets for evaluation and the
 bicubic LR training cache. Training HR never travels (only its LR), benchmarks are only evaluated on.
 
-usage: python benchmarks/calibration/prepare_carry.py --scale 4 [--bsd-max N]
+usage: python -m benchmarks.calibration.prepare_carry --scale 4 [--bsd-max N]
 """
 
 from __future__ import annotations
@@ -9,11 +9,9 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
 
 
 def main() -> None:

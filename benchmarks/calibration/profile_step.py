@@ -5,19 +5,17 @@ warm-up + graph capture, DOBI seconds, peak memory, the projected DOBI + 4,000-i
 profiler's top kernels of a few eager (graph-less) iterations.
 
 usage (device, repo root, COMPSRT_DATA/COMPSRT_CACHE as for run_device.py):
-  python benchmarks/calibration/profile_step.py --scale 4 --bits 4 --mode deploy --iters 60 --json $OUT/step.json
+  python -m benchmarks.calibration.profile_step --scale 4 --bits 4 --mode deploy --iters 60 --json $OUT/step.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ Calibration reads only the LR training cache (T91, BSD200, Kodak, DIV2K calib); 
 scored, never used to calibrate or select (the last iteration is kept).
 
 usage (on the device, from the repo root, with COMPSRT_DATA=.carry/data COMPSRT_CACHE=.carry/cache):
-  python benchmarks/calibration/run_device.py --scale 4 --out $OUT/res \
+  python -m benchmarks.calibration.run_device --scale 4 --out $OUT/res \
       --first deploy:4:- --configs paper:4:- paper:3:- ... --jobs 5 --budget 480
 A config is MODE:BITS:PRUNE (PRUNE '-' for none, 0.4 or 2:4). ``--first`` runs alone (timed), the
 rest in parallel afterwards; every training loop stops at the shared deadline (iterations done are recorded).
@@ -22,9 +22,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
 
-from compsrt.calibration.distill import LR_MODES, STEP_FLOOR  # noqa: E402
+from compsrt.calibration.distill import LR_MODES, STEP_FLOOR
 
 
 def parse(c: str):
@@ -94,14 +93,15 @@ def fp_eval(args) -> None:
 
 
 def launch(args, extra: list[str], log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, __file__, "--scale", str(args.scale), "--out", args.out, "--iters", str(args.iters),
+    cmd = [sys.executable, "-m", "benchmarks.calibration.run_device", "--scale", str(args.scale), "--out", args.out, "--iters", str(args.iters),
            "--datasets", args.datasets, "--seed", str(args.seed), "--device", args.device,
            "--batch", str(args.batch), "--dobi-batch", str(args.dobi_batch), "--step-floor", str(args.step_floor),
            "--lr-mode", args.lr_mode] \
         + (["--eager"] if args.eager else []) \
         + (["--unfused"] if args.unfused else []) \
         + (["--clamp-codes"] if args.clamp_codes else []) + extra
-    return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=REPO,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ set -u
 S=$1; N=$2; B=$3
 export PYTHONUNBUFFERED=1 PYTHONPATH=. PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 export COMPSRT_DATA=.carry/x$S/data COMPSRT_CACHE=.carry/x$S/cache
-R="python3 benchmarks/calibration/run_device.py --scale $S --iters $N --jobs 2 --budget $B"
+R="python -m benchmarks.calibration.run_device --scale $S --iters $N --jobs 2 --budget $B"
 (CUDA_VISIBLE_DEVICES=0 timeout $((B + 60)) $R ${X0:-} --out "$OUT/g0" --configs $4 > "$OUT/g0.log" 2>&1) &
 (CUDA_VISIBLE_DEVICES=1 timeout $((B + 60)) $R ${X1:-} --out "$OUT/g1" --configs $5 > "$OUT/g1.log" 2>&1) &
 wait

@@ -1,6 +1,6 @@
 """Markdown table of a run_device.py result folder: one row per configuration, gaps to the FP JSON beside it.
 
-usage: python benchmarks/calibration/summarize.py benchmarks/calibration/results/run5_x4_table
+usage: python -m benchmarks.calibration.summarize benchmarks/calibration/results/run5_x4_table
 """
 
 from __future__ import annotations

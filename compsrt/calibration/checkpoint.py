@@ -19,7 +19,6 @@ measured bits per parameter. Unpacking restores every tensor bit-exactly.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import struct
@@ -28,14 +27,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..artifacts import CHECKPOINT_FORMAT as FORMAT
+from ..artifacts import FP, PACKED
+from ..artifacts import PACKED_MAGIC as MAGIC
+from ..artifacts import read_model_file
 from ..errors import CompsrtError
 from ..files import atomic_path
 from ..models.swinir import SwinIR, SwinIRConfig
-from ..models.weights import load_torch_file
+from ..models.weights import check_state_dict, fp_state, scale_of_state_dict
 from .qmodel import QLinear, QuantConfig, freeze_model, quantize_model
-
-FORMAT = "compsrt-quant/1"
-MAGIC = b"CSRT1\n"
 
 
 def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -78,24 +78,50 @@ def build_from_tensors(meta: dict, tensors: dict[str, torch.Tensor]) -> torch.nn
     return model.eval()
 
 
+def _checkpoint_of(f) -> tuple[dict, dict[str, torch.Tensor]]:
+    if f.kind == FP:
+        raise CompsrtError(f"{f.path} holds FP SwinIR-light weights, not a compsrt compressed checkpoint; "
+                           "create one with `compsrt calibrate` (or pass the file where FP weights are taken)")
+    return unpack(f.path) if f.kind == PACKED else (f.meta, f.tensors)
+
+
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
-    path = Path(path)
-    if not path.is_file():
-        raise CompsrtError(f"compressed checkpoint {path} does not exist")
-    with open(path, "rb") as f:
-        head = f.read(len(MAGIC))
-    if head == MAGIC:
-        return unpack(path)
-    obj = load_torch_file(path, "compressed checkpoint", "create one with `compsrt calibrate`")
-    if not isinstance(obj, dict) or "meta" not in obj or "tensors" not in obj:
-        raise CompsrtError(f"{path} is not a compsrt compressed checkpoint (no meta/tensors)")
-    return obj["meta"], obj["tensors"]
+    """(meta, tensors) of a compressed checkpoint (.pt) or a packed file (.csrt), told apart by content."""
+    return _checkpoint_of(read_model_file(path, "compressed checkpoint"))
 
 
 def load_compressed_model(path: str | os.PathLike) -> tuple[torch.nn.Module, dict]:
     """(model, meta): the runnable fake-quant model (eval, CPU) from a .pt checkpoint or a .csrt pack."""
     meta, tensors = read_checkpoint(path)
     return build_from_tensors(meta, tensors), meta
+
+
+def load_model(path: str | os.PathLike) -> tuple[torch.nn.Module, dict]:
+    """(model in eval mode, meta) from any model file: FP weights, a compressed checkpoint or a packed file.
+
+    The kind is decided once from the content (:func:`compsrt.artifacts.read_model_file`); ``meta`` always
+    holds ``kind`` (fp | compressed | packed), ``scale``, ``bits`` and ``mode`` (``prune`` when compressed).
+    """
+    f = read_model_file(path, "checkpoint")
+    if f.kind == FP:
+        state = fp_state(f.state)
+        scale = scale_of_state_dict(state)
+        if scale is None:
+            raise CompsrtError(f"{path}: cannot tell the scale from upsample.0.weight; is it SwinIR-light weights?")
+        check_state_dict(state, scale, str(path))
+        model = SwinIR(SwinIRConfig(scale=scale))
+        model.load_state_dict(state, strict=True)
+        return model.eval(), {"scale": scale, "bits": 32, "mode": "fp", "kind": FP}
+    meta, tensors = _checkpoint_of(f)
+    model = build_from_tensors(meta, tensors)
+    meta = dict(meta)
+    cfg = model.quant_config
+    meta.setdefault("scale", int(model.scale))
+    meta.setdefault("bits", cfg.bits)
+    meta.setdefault("mode", cfg.mode)
+    meta.setdefault("prune", cfg.prune)
+    meta["kind"] = f.kind
+    return model, meta
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CompsrtError
-from ..hadamard import hadamard, next_pow2, pad_last, rotate_last, rotate_tokens
+from ..hadamard import hadamard, next_pow2, rotate_last, rotate_tokens
 from .quant import FakeQuant
 
 MODES = ("paper", "deploy")
@@ -179,6 +179,12 @@ class QLinear(nn.Module):
             return F.linear(x, self.fp_weight, self.bias)
         return self.forward_rotated(rotate_last(x, self.n))
 
+    def deploy_site(self, name: str):
+        """This Linear in the export's terms (the site contract, :mod:`compsrt.sites`)."""
+        from .deploy import linear_site
+
+        return linear_site(name, self)
+
 
 class QKV(nn.Module):
     """The fused qkv Linear split into three quantized 60->60 Linears sharing one rotation of the input."""
@@ -234,6 +240,12 @@ class OperandQuant(nn.Module):
             return y
         m = t.shape[-1]
         return (y @ hadamard(tt.shape[-1], y.device, y.dtype))[..., :m]
+
+    def deploy_site(self, name: str):
+        """This operand in the export's terms (the site contract, :mod:`compsrt.sites`)."""
+        from .deploy import operand_site
+
+        return operand_site(name, self)
 
 
 def quantize_model(model: nn.Module, cfg: QuantConfig, init_weights: bool = True) -> nn.Module:

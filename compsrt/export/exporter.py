@@ -1,22 +1,22 @@
-"""From a checkpoint (FP SwinIR-light .pth or a CompSRT deploy-mode checkpoint) to ONNX + sidecar JSON."""
+"""From a model file (FP SwinIR-light .pth, or a CompSRT deploy-mode checkpoint / pack) to ONNX + sidecar JSON."""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 import torch
 from torch import nn
 
+from ..artifacts import INPUT_NAME, ONNX_FORMAT, OUTPUT_NAME, write_sidecar
 from ..errors import CompsrtError
-from ..files import atomic_path, atomic_write_text, sha256_file
+from ..files import atomic_path, sha256_file
 from ..hadamard import PLUGIN_VERSION
-from .graph import INPUT_NAME, OUTPUT_NAME, SITE_DOMAIN, StaticSwinIR, trace_to_onnx
+from .graph import StaticSwinIR, trace_to_onnx
 from .surgery import HADAMARD_VARIANTS, PLUGIN_DOMAIN, PLUGIN_OP, remove_identities, replace_markers, to_plugin
 
 LEGACY_MAX_OPSET = 20  # the TorchScript exporter; higher opsets go through onnx.version_converter
@@ -55,48 +55,6 @@ class ExportResult:
     sidecar_path: Path
     sidecar: dict
     model: onnx.ModelProto = field(repr=False)
-
-
-def sidecar_path_for(onnx_path: str | os.PathLike) -> Path:
-    return Path(onnx_path).with_suffix(".json")
-
-
-# -- checkpoints ---------------------------------------------------------------------------------
-def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
-    """(model in eval mode, meta) for an FP SwinIR-light .pth or a compressed (deploy-mode) checkpoint."""
-    from ..models.swinir import SwinIR, SwinIRConfig
-    from ..models.weights import check_state_dict, read_state_dict, scale_of_state_dict
-
-    path = Path(path)
-    if not path.is_file():
-        raise CompsrtError(f"checkpoint {path} does not exist")
-    fp_error = None
-    try:
-        state = read_state_dict(path)
-        scale = scale_of_state_dict(state)
-        if scale is None:
-            raise CompsrtError(f"{path}: cannot tell the scale from upsample.0.weight")
-        check_state_dict(state, scale, str(path))
-        model = SwinIR(SwinIRConfig(scale=scale))
-        model.load_state_dict(state, strict=True)
-        return model.eval(), {"scale": scale, "bits": 32, "mode": "fp", "kind": "fp"}
-    except CompsrtError as exc:
-        fp_error = exc
-    try:
-        from ..calibration.checkpoint import load_compressed_model
-    except ImportError:
-        raise CompsrtError(f"{path} is not an FP SwinIR-light state dict ({fp_error}) and the calibration package "
-                           "(compsrt.calibration.checkpoint) that reads compressed checkpoints is not available") from None
-    model, meta = load_compressed_model(path)
-    meta = dict(meta) if isinstance(meta, dict) else {"meta": str(meta)}
-    cfg = getattr(model, "quant_config", None)
-    meta.setdefault("scale", int(model.scale))
-    if cfg is not None:
-        meta.setdefault("bits", cfg.bits)
-        meta.setdefault("mode", cfg.mode)
-        meta.setdefault("prune", cfg.prune)
-    meta["kind"] = "compressed"
-    return model.eval(), meta
 
 
 # -- export --------------------------------------------------------------------------------------
@@ -159,7 +117,7 @@ def build_onnx(model: nn.Module, opts: ExportOptions, meta: dict | None = None) 
     bits = int(meta.get("bits", 32)) if quantized else 32
     io = opts.io_dtype
     sidecar = {
-        "format": "compsrt-onnx/1",
+        "format": ONNX_FORMAT,
         "model": "swinir-light",
         "scale": int(model.scale),
         "tile": [int(opts.tile[0]), int(opts.tile[1])],
@@ -203,21 +161,14 @@ def export_model(model: nn.Module, out: str | os.PathLike, opts: ExportOptions, 
     out = Path(out)
     with atomic_path(out) as tmp:
         onnx.save(proto, str(tmp))
-    side = sidecar_path_for(out)
-    atomic_write_text(side, json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
-    return ExportResult(out, side, sidecar, proto)
+    return ExportResult(out, write_sidecar(out, sidecar), sidecar, proto)
 
 
 def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, opts: ExportOptions) -> ExportResult:
-    model, meta = load_checkpoint(checkpoint)
+    """Export any model file (FP weights, compressed checkpoint or pack; the content decides)."""
+    from ..calibration.checkpoint import load_model
+
+    model, meta = load_model(checkpoint)
     meta["checkpoint"] = str(checkpoint)
     meta["checkpoint_sha256"] = sha256_file(checkpoint)
     return export_model(model, out, opts, meta)
-
-
-def onnx_metadata(model: onnx.ModelProto) -> dict:
-    return {p.key: p.value for p in model.metadata_props}
-
-
-def np_dtype_of(io_dtype: str):
-    return np.float16 if io_dtype == "fp16" else np.float32

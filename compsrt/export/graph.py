@@ -5,90 +5,26 @@ the model's own modules and performs the same floating-point operations in the s
 ``SwinIR.forward``: the batch stays dynamic (``-1`` in every Reshape), the tile is fixed, the
 relative-position biases and shifted-window masks are precomputed constants.
 
-Every quantized site of a deploy-mode model (a ``QLinear`` of the calibration package, or an
-attention ``OperandQuant``) is traced as one marker node ``compsrt.site::Site(site=i)``; its real
-output is computed with tracing switched off, so the rest of the trace is exact. The numbers each
-site needs (scales, shifts, integer ranges, weight codes, folded biases) are collected into
-:class:`Site` records, and :mod:`compsrt.export.surgery` replaces the markers by Hadamard + Q/DQ
-subgraphs.
+Every quantized site of a deploy-mode model (any module that answers the site contract,
+:mod:`compsrt.sites`) is traced as one marker node ``compsrt.site::Site(site=i)``; its real output is
+computed with tracing switched off, so the rest of the trace is exact. The numbers each site needs
+(scales, shifts, integer ranges, weight codes, folded biases) come with its :class:`~compsrt.sites.Site`
+record, and :mod:`compsrt.export.surgery` replaces the markers by Hadamard + Q/DQ subgraphs.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import dataclass, field
-
-import numpy as np
 import torch
 from torch import nn
 
+from ..artifacts import INPUT_NAME, OUTPUT_NAME
 from ..errors import CompsrtError
+from ..sites import Site, collect_sites, is_quantized
 
 SITE_DOMAIN = "compsrt.site"
 _ACTIVE: dict[int, "Site"] = {}
-
-
-@dataclass
-class Site:
-    """One quantized operand of the deploy-mode model, in export terms.
-
-    kind ``linear``: y = DQ(Q(clip(H(x) - shift))) @ DQ(codes)^T + bias; ``act``: the rotated,
-    quantized operand DQ(Q(clip(H(t) - shift))) (``axis`` ``last`` or ``tokens``).
-    """
-
-    index: int
-    name: str
-    kind: str  # "linear" | "act"
-    module: nn.Module
-    role: str = ""  # act: q, k, v, attn
-    axis: str = "last"  # act: "last" (feature / key axis) or "tokens" (second-to-last)
-    m: int = 0  # real width
-    n: int = 0  # padded (power of two) width
-    scale: float = 1.0
-    shift: float = 0.0
-    qmin: int = -128
-    qmax: int = 127
-    bits: int = 8
-    # linear only
-    codes: np.ndarray | None = None  # int8 (out, n), rotated weight codes
-    w_scale: np.ndarray | None = None  # float32 (out,)
-    bias: np.ndarray | None = None  # float32 (out,), shift folded in
-    out_features: int = 0
-    extra: dict = field(default_factory=dict)
-
-
-def _f32(t) -> float:
-    return float(np.float32(torch.as_tensor(t).detach().float().reshape(-1)[0].item()))
-
-
-def _linear_site(index: int, name: str, q: nn.Module) -> Site:
-    """Site record of a calibration ``QLinear`` (deploy mode, frozen or not)."""
-    with torch.no_grad():
-        aq, wq = q.aq, q.wq
-        codes = q.weight_codes()
-        w = q.qweight()
-        bias = q.folded_bias(w)
-        site = Site(
-            index, name, "linear", q, m=int(q.in_features), n=int(q.n), scale=_f32(aq.step()),
-            shift=_f32(aq.shift()), qmin=int(aq.qmin), qmax=int(aq.qmax), bits=int(aq.bits),
-            codes=codes.detach().cpu().to(torch.int8).numpy(),
-            w_scale=wq.step().detach().cpu().float().reshape(-1).numpy().astype(np.float32),
-            bias=bias.detach().cpu().float().numpy().astype(np.float32), out_features=int(q.out_features),
-        )
-        site.extra["w_qmin"], site.extra["w_qmax"], site.extra["w_bits"] = int(wq.qmin), int(wq.qmax), int(wq.bits)
-    if site.codes.shape != (site.out_features, site.n):
-        raise CompsrtError(f"{name}: weight codes have shape {site.codes.shape}, expected {(site.out_features, site.n)}")
-    return site
-
-
-def _act_site(index: int, name: str, op: nn.Module) -> Site:
-    fq = op.fq
-    with torch.no_grad():
-        return Site(
-            index, name, "act", op, role=op.role, axis="tokens" if op.role == "v" else "last",
-            scale=_f32(fq.step()), shift=_f32(fq.shift()), qmin=int(fq.qmin), qmax=int(fq.qmax), bits=int(fq.bits),
-        )
 
 
 class _SiteFn(torch.autograd.Function):
@@ -116,16 +52,6 @@ class _SiteFn(torch.autograd.Function):
         if shape is not None:  # batch-like leading dim left symbolic; silences "shape inference missing"
             out.setType(x.type().with_dtype(torch.float32).with_sizes([None] + list(shape[1:])))
         return out
-
-
-def is_quantized(model: nn.Module) -> bool:
-    from importlib.util import find_spec
-
-    if find_spec("compsrt.calibration.qmodel") is None:
-        return False
-    from ..calibration.qmodel import OperandQuant, QLinear
-
-    return any(isinstance(m, (QLinear, OperandQuant)) for m in model.modules())
 
 
 class StaticSwinIR(nn.Module):
@@ -160,23 +86,8 @@ class StaticSwinIR(nn.Module):
 
     # -- site records --------------------------------------------------------------------------
     def _collect_sites(self) -> None:
-        from ..calibration.qmodel import QKV, OperandQuant, QLinear
-
-        for name, mod in self.model.named_modules():
-            if isinstance(mod, QLinear) and getattr(mod, "mode", "deploy") != "deploy":
-                raise CompsrtError(f"{name} is a paper-mode quantizer; only deploy-mode checkpoints can be exported")
-            if isinstance(mod, OperandQuant) and getattr(mod, "mode", "deploy") != "deploy":
-                raise CompsrtError(f"{name} is a paper-mode quantizer; only deploy-mode checkpoints can be exported")
-            if isinstance(mod, QKV):
-                continue
-            if isinstance(mod, QLinear):
-                site = _linear_site(len(self.sites), name, mod)
-            elif isinstance(mod, OperandQuant):
-                site = _act_site(len(self.sites), name, mod)
-            else:
-                continue
-            self._site_of[id(mod)] = site.index
-            self.sites.append(site)
+        self.sites = collect_sites(self.model)
+        self._site_of = {id(s.module): s.index for s in self.sites}
 
     def _call(self, mod: nn.Module, x: torch.Tensor) -> torch.Tensor:
         idx = self._site_of.get(id(mod))
@@ -238,9 +149,6 @@ class StaticSwinIR(nn.Module):
         x = m.upsample(x)
         x = x / m.img_range + m.mean
         return x if self.io_dtype == torch.float32 else x.to(self.io_dtype)
-
-
-INPUT_NAME, OUTPUT_NAME = "input", "output"
 
 
 def trace_to_onnx(static: StaticSwinIR, batch: int | None, opset: int) -> "onnx.ModelProto":  # noqa: F821

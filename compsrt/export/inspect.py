@@ -156,8 +156,8 @@ def _io(vi) -> dict:
 
 def format_report(r: dict, show_layers: bool = False) -> str:
     lines = [
-        f"inputs : " + ", ".join(f"{i['name']} {i['dtype']} {i['shape']}" for i in r["inputs"]),
-        f"outputs: " + ", ".join(f"{i['name']} {i['dtype']} {i['shape']}" for i in r["outputs"]),
+        "inputs : " + ", ".join(f"{i['name']} {i['dtype']} {i['shape']}" for i in r["inputs"]),
+        "outputs: " + ", ".join(f"{i['name']} {i['dtype']} {i['shape']}" for i in r["outputs"]),
         f"opset  : {r['opset']}   nodes: {r['nodes']}",
         f"Q/DQ   : {r['qdq_pairs']} activation Q/DQ pairs, {r['weight_dequantize']} weight DequantizeLinear, "
         f"{r['quantize_linear']} QuantizeLinear / {r['dequantize_linear']} DequantizeLinear in all"

@@ -28,7 +28,8 @@ import onnx_graphsurgeon as gs
 
 from ..errors import CompsrtError
 from ..hadamard import PLUGIN_NAME, PLUGIN_NAMESPACE, hadamard_matrix, onnx_node_attributes
-from .graph import SITE_DOMAIN, Site
+from ..sites import Site
+from .graph import SITE_DOMAIN
 
 PLUGIN_OP, PLUGIN_DOMAIN = PLUGIN_NAME, PLUGIN_NAMESPACE  # the plugin's registry name is the ONNX op
 HADAMARD_VARIANTS = ("plugin", "matmul")

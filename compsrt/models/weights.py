@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..artifacts import FP, read_model_file
 from ..errors import CompsrtError
 from ..files import atomic_path, sha256_file
 from ..paths import cache_dir, weights_dir
@@ -26,7 +27,6 @@ OFFICIAL_URL = (
     "002_lightweightSR_DIV2K_s64w8_SwinIR-S_x{scale}.pth"
 )
 IGNORED_BUFFERS = ("attn_mask", "relative_position_index")
-PARAM_KEYS = ("params", "params_ema")
 
 
 def local_weights_name(scale: int) -> str:
@@ -38,36 +38,15 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CompsrtError(f"weights file {path} does not exist; pass an existing .pth file with --weights")
-    obj = load_torch_file(path, "weights file", "expected a PyTorch state dict saved with torch.save (official "
-                          "SwinIR .pth format)")
-    if isinstance(obj, dict):
-        for key in PARAM_KEYS:
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CompsrtError(f"weights file {path} holds no state dict of tensors (keys tried: {PARAM_KEYS})")
+    f = read_model_file(path, "weights file")
+    if f.kind != FP:
+        raise CompsrtError(f"{path} is a {f.kind} compsrt checkpoint, not FP weights; pass it with --checkpoint")
+    return fp_state(f.state)
+
+
+def fp_state(obj: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The learned tensors of an FP state dict (``module.`` prefixes and recomputed buffers dropped)."""
     return {k.removeprefix("module."): v for k, v in obj.items() if not k.endswith(IGNORED_BUFFERS)}
-
-
-_MAGICS = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"\x08": "an ONNX model",
-           b"CSRT1": "a packed compsrt checkpoint (.csrt)"}
-
-
-def load_torch_file(path: Path, what: str, expected: str):
-    """``torch.load(weights_only=True)`` with one-line errors that say what the file is instead."""
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if not head:
-        raise CompsrtError(f"{what} {path} is empty (0 bytes); {expected}")
-    if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save: zip archive, or a legacy pickle
-        kind = next((k for m, k in _MAGICS.items() if head.startswith(m)), "not a torch.save file")
-        raise CompsrtError(f"{what} {path} is {kind}, not a PyTorch file; {expected}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, truncated zips, non-tensor payloads
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise CompsrtError(f"cannot read {what} {path}: {exc.__class__.__name__}: {first}; {expected}") from None
 
 
 def scale_of_state_dict(state: dict[str, torch.Tensor]) -> int | None:

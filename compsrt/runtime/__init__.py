@@ -1,11 +1,11 @@
 """compsrt.runtime: engine build, one inference interface over TensorRT / ONNX Runtime / torch,
-tiled any-size upscaling, profiling, device self-test and the whole-pipeline demo.
+tiled any-size upscaling, comparison, profiling and the device self-test.
 
 * :mod:`.tiling` / :mod:`.upscaler`: fixed tiles with overlap and cosine blending, batched;
-* :mod:`.backends`: :class:`TorchBackend` (FP, fake-quant, autocast, torch.compile), :class:`OrtBackend`;
-* :mod:`.engine`: :func:`build_engine`, the engine sidecar and load-time checks, :class:`TrtBackend`;
+* :mod:`.backends`: per framework a loader and a runner (torch, ONNX Runtime, TensorRT);
+* :mod:`.engine`: the one TensorRT build module (:func:`build_engine`, the export's :func:`parse_and_build`);
 * :mod:`.devmem`: pycuda / cuda-python device-memory layer;
-* :mod:`.profile`, :mod:`.selftest`, :mod:`.pipeline`, :mod:`.cli`.
+* :mod:`.profile`, :mod:`.selftest`.
 """
 
 __all__ = ["Backend", "OrtBackend", "TorchBackend", "TiledUpscaler"]

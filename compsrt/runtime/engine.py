@@ -1,7 +1,7 @@
-"""Building TensorRT engines from exported ONNX, and loading them back safely.
+"""The one TensorRT build module: parse an exported ONNX, build an engine, one logger for both.
 
-``build_engine`` uses ``tensorrt`` where present, else ``tensorrt_rtx`` (TensorRT for RTX, which
-builds on a machine without a GPU). Beside ``engine.plan`` it writes:
+``build_engine`` (``compsrt build``) uses ``tensorrt`` where present, else ``tensorrt_rtx`` (TensorRT
+for RTX, which builds on a machine without a GPU). Beside ``engine.plan`` it writes:
 
 * ``engine.plan.json``: the sidecar (format, TensorRT module and version, device name and compute
   capability, plugin kind/hash, tile, scale, batch, tensor names, precision, sparsity, ONNX hash);
@@ -9,9 +9,8 @@ builds on a machine without a GPU). Beside ``engine.plan`` it writes:
 * ``engine.plan.layers.json``: the engine inspector's layer information (precision, tactic), when
   the engine can be deserialised on the build machine (not on a machine without a GPU).
 
-``load_engine`` checks the sidecar against this process (TensorRT flavour and version, device
-compute capability, plugin hash) and refuses a mismatch with a one-line message naming the fix,
-before TensorRT gets a chance to crash on a foreign plan.
+``parse_and_build`` (``compsrt export-check``) is the export's check: parse, count layers and
+INT8 tensors, optionally build, report. Loading engines back is :mod:`compsrt.runtime.backends.trt`.
 """
 
 from __future__ import annotations
@@ -22,22 +21,16 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..artifacts import ENGINE_FORMAT, read_sidecar, sidecar_tile, write_sidecar
 from ..errors import CompsrtError
-from ..files import atomic_path, atomic_write_bytes, atomic_write_text, publish, sha256_file
-from .backends import Backend, _sidecar_tile, read_onnx_sidecar
-from .timing import StageTimer
+from ..files import atomic_write_bytes, atomic_write_text, publish, sha256_file
 
-SIDECAR_FORMAT = "compsrt-engine/1"
 PLUGIN_DIR = Path(__file__).resolve().parents[1] / "plugins"
-
-
-def sidecar_path(engine: Path) -> Path:
-    return engine.with_name(engine.name + ".json")
 
 
 def python_plugin_hash() -> str:
@@ -51,7 +44,7 @@ def python_plugin_hash() -> str:
     return h.hexdigest()
 
 
-def _trt():
+def tensorrt():
     """``tensorrt``, else ``tensorrt_rtx``, as a user-facing error when neither imports."""
     from ..plugins.trt_compat import import_tensorrt
 
@@ -61,8 +54,11 @@ def _trt():
         raise CompsrtError(str(exc).split(" (")[0]) from None
 
 
-def _make_logger(trt, log_file: Path | None, echo_errors: bool = True):
-    class FileLogger(trt.ILogger):
+def make_logger(trt, log_file: Path | None = None, min_severity=None):
+    """The one TensorRT logger: keeps ``errors`` (always) and ``lines`` down to ``min_severity`` (default all),
+    mirrored into ``log_file`` when given."""
+
+    class Logger(trt.ILogger):
         def __init__(self):
             trt.ILogger.__init__(self)
             self.lines: list[str] = []
@@ -70,10 +66,12 @@ def _make_logger(trt, log_file: Path | None, echo_errors: bool = True):
             self.fh = open(log_file, "w") if log_file else None
 
         def log(self, severity, msg):
-            line = f"[{str(severity).split('.')[-1]}] {msg}"
-            self.lines.append(line)
             if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
                 self.errors.append(msg)
+            if min_severity is not None and severity > min_severity:
+                return
+            line = f"[{str(severity).split('.')[-1]}] {msg}"
+            self.lines.append(line)
             if self.fh:
                 self.fh.write(line + "\n")
                 self.fh.flush()
@@ -83,7 +81,16 @@ def _make_logger(trt, log_file: Path | None, echo_errors: bool = True):
                 self.fh.close()
                 self.fh = None
 
-    return FileLogger()
+    return Logger()
+
+
+def create_network(trt, builder):
+    """A network definition, strongly typed where this TensorRT has the flag; (network, strongly_typed)."""
+    flags = 0
+    strongly_typed = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+    if strongly_typed:
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    return builder.create_network(flags), strongly_typed
 
 
 def find_24_sparse(onnx_path: Path) -> list[str]:
@@ -134,26 +141,22 @@ def build_engine(onnx_path, out, sparse: bool = False, plugins: str | None = "py
     from ..export.inspect import load_onnx
 
     load_onnx(onnx_path, external_data=False)  # a clear error for a non-ONNX file, before TensorRT sees it
-    trt = _trt()
+    trt = tensorrt()
     flavor = trt.__name__.split(".")[0]
-    meta = read_onnx_sidecar(onnx_path)
+    meta = read_sidecar(onnx_path, fix="re-run `compsrt export`")
     out.parent.mkdir(parents=True, exist_ok=True)
     log_path = out.with_name(out.name + ".build.log")
     # The log is written beside the engine under a temporary name and kept only when it explains
     # something: a built engine, or TensorRT's builder failing on a graph it parsed.
     fd, log_tmp = tempfile.mkstemp(prefix=f".{log_path.name}.", suffix=".part", dir=out.parent)
     os.close(fd)
-    logger = _make_logger(trt, Path(log_tmp))
+    logger = make_logger(trt, Path(log_tmp))
     keep_log = False
     t0 = time.perf_counter()
     try:
         builder = trt.Builder(logger)
         plugin = _setup_plugins(trt, builder, plugins)
-        flags = 0
-        strongly_typed = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
-        if strongly_typed:
-            flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-        network = builder.create_network(flags)
+        network, strongly_typed = create_network(trt, builder)
         parser = trt.OnnxParser(network, logger)
         if not parser.parse_from_file(str(onnx_path)):
             errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -190,7 +193,7 @@ def build_engine(onnx_path, out, sparse: bool = False, plugins: str | None = "py
         # Inputs and the optimisation profile (only needed when the graph has dynamic dims).
         inputs = [network.get_input(i) for i in range(network.num_inputs)]
         outputs = [network.get_output(i) for i in range(network.num_outputs)]
-        fixed_tile = _sidecar_tile(meta) or ((tile, tile) if isinstance(tile, int) and tile else tile or None)
+        fixed_tile = sidecar_tile(meta) or ((tile, tile) if isinstance(tile, int) and tile else tile or None)
         inp_shape = list(inputs[0].shape)
         image_graph = len(inp_shape) == 4
         if any(d < 0 for d in inp_shape) and image_graph:
@@ -220,7 +223,7 @@ def build_engine(onnx_path, out, sparse: bool = False, plugins: str | None = "py
         if flavor == "tensorrt_rtx" and compute_capability:
             dev["target_compute_capability"] = compute_capability
         sidecar = {
-            "format": SIDECAR_FORMAT,
+            "format": ENGINE_FORMAT,
             "tensorrt": {"module": flavor, "version": trt.__version__},
             "device": dev,
             "plugin": plugin,
@@ -244,7 +247,7 @@ def build_engine(onnx_path, out, sparse: bool = False, plugins: str | None = "py
             "layers_file": out.name + ".layers.json",
             "log_file": log_path.name,
         }
-        atomic_write_text(sidecar_path(out), json.dumps(sidecar, indent=1))
+        write_sidecar(out, sidecar)
         return BuildResult(out, sidecar, seconds)
     finally:
         logger.close()
@@ -293,153 +296,81 @@ def _inspect(trt, logger, serialized) -> dict:
         return {"available": False, "reason": f"{exc.__class__.__name__}: {exc}"}
 
 
-# ------------------------------------------------------------------------------------------ loading
-def read_sidecar(engine: Path) -> dict:
-    p = sidecar_path(engine)
-    if not p.is_file():
-        raise CompsrtError(f"{p} is missing: engines must be built with `compsrt build` (its sidecar records the "
-                           "TensorRT version, GPU and plugin); rebuild the engine")
-    try:
-        meta = json.loads(p.read_text())
-    except (OSError, ValueError) as exc:
-        raise CompsrtError(f"engine sidecar {p} is unreadable ({exc}); rebuild the engine with `compsrt build`") from None
-    if meta.get("format") != SIDECAR_FORMAT:
-        raise CompsrtError(f"{p} has format {meta.get('format')!r}, expected {SIDECAR_FORMAT}; rebuild with `compsrt build`")
-    return meta
+# ------------------------------------------------------------------------------ the export's check
+@dataclass
+class BuildReport:
+    flavor: str
+    version: str
+    parsed: bool
+    built: bool
+    parse_errors: list[str] = field(default_factory=list)
+    build_errors: list[str] = field(default_factory=list)
+    plugin_registered: bool | None = None
+    layers: int = 0
+    layer_types: dict[str, int] = field(default_factory=dict)
+    int8_tensors: int = 0
+    quantize_layers: int = 0
+    dequantize_layers: int = 0
+    plugin_layers: int = 0
+    engine_bytes: int = 0
+    seconds: float = 0.0
+    log: list[str] = field(default_factory=list, repr=False)
+
+    def summary(self) -> dict:
+        return {k: v for k, v in vars(self).items() if k != "log"}
 
 
-def check_compatible(meta: dict, trt, device: dict | None, engine: Path) -> None:
-    """Raise a CompsrtError naming the fix when ``meta`` (a sidecar) does not match this process."""
-    rebuild = f"rebuild it here: compsrt build --onnx {meta.get('onnx', {}).get('path', 'MODEL.onnx')} --out {engine}"
-    built = meta["tensorrt"]
-    flavor = trt.__name__.split(".")[0]
-    if built["module"] != flavor or built["version"] != trt.__version__:
-        raise CompsrtError(f"{engine} was built with {built['module']} {built['version']}, this process has "
-                           f"{flavor} {trt.__version__}; {rebuild}")
-    want = meta.get("device", {}).get("compute_capability")
-    if device is not None and want and device.get("compute_capability") and flavor == "tensorrt" \
-            and device["compute_capability"] != want:
-        raise CompsrtError(f"{engine} was built for {meta['device'].get('name')} (compute capability {want}), this "
-                           f"GPU is {device['name']} ({device['compute_capability']}); {rebuild}")
-    plugin = meta.get("plugin") or {}
-    if plugin.get("kind") == "python" and plugin.get("hash") != python_plugin_hash():
-        raise CompsrtError(f"{engine} was built with another version of the Python HadamardTransform plugin "
-                           f"(compsrt/plugins changed); {rebuild}")
-    if plugin.get("kind") == "library":
-        lib = Path(plugin["library"])
-        if not lib.is_file():
-            raise CompsrtError(f"{engine} needs the plugin library {lib}, which is missing; build it "
-                               "(compsrt/plugins/cpp) or rebuild the engine with --plugins python")
-        if sha256_file(lib) != plugin.get("hash"):
-            raise CompsrtError(f"plugin library {lib} changed since {engine} was built; {rebuild}")
+def parse_and_build(onnx_path: str | os.PathLike, *, register_plugin: bool = False, build: bool = True,
+                    verbose: bool = False, engine_out: str | os.PathLike | None = None,
+                    max_batch: int = 4) -> BuildReport:
+    """Parse ``onnx_path`` into a (strongly typed) network and optionally build a serialized engine."""
+    from ..plugins.trt_compat import tensorrt_flavor
 
-
-def deserialize(engine: Path, trt=None, check: bool = True):
-    """(trt module, runtime, ICudaEngine, sidecar) after the compatibility checks; clear errors otherwise."""
-    engine = Path(engine)
-    if not engine.is_file():
-        raise CompsrtError(f"engine {engine} does not exist; build it with `compsrt build --onnx MODEL.onnx --out {engine}`")
-    meta = read_sidecar(engine)
-    trt = trt or _trt()
-    if check:
-        check_compatible(meta, trt, current_device(), engine)
-    plugin = meta.get("plugin") or {}
-    if plugin.get("kind") == "python":
+    trt = tensorrt()
+    sev = trt.ILogger.Severity.VERBOSE if verbose else trt.ILogger.Severity.WARNING
+    logger = make_logger(trt, min_severity=sev)
+    report = BuildReport(tensorrt_flavor(trt), getattr(trt, "__version__", "?"), False, False, log=logger.lines)
+    if register_plugin:
         from ..plugins import register_python_plugin
 
-        register_python_plugin(trt)
-    logger = _make_logger(trt, None)
-    runtime = trt.Runtime(logger)
-    if plugin.get("kind") == "library":
-        # The library is serialised into the plan; TensorRT runs that host code only when allowed.
-        if hasattr(runtime, "engine_host_code_allowed"):
-            runtime.engine_host_code_allowed = True
-        registry = runtime.get_plugin_registry() if hasattr(runtime, "get_plugin_registry") else trt.get_plugin_registry()
-        try:  # also serialised in the plan; loading it again only matters for older runtimes
-            registry.load_library(plugin["library"])
-        except Exception:
-            pass
-    data = engine.read_bytes()
-    if len(data) != meta.get("engine_bytes", len(data)):
-        raise CompsrtError(f"{engine} is {len(data)} bytes, its sidecar says {meta['engine_bytes']}: the file is "
-                           "truncated or was replaced; rebuild it")
-    cuda_engine = runtime.deserialize_cuda_engine(data)
-    if cuda_engine is None:
-        reason = logger.errors[-1] if logger.errors else "unknown reason"
-        if "driver" in reason.lower() or "cuda" in reason.lower():
-            raise CompsrtError(f"cannot deserialise {engine}: no usable CUDA device/driver here ({reason.strip()[:200]}); "
-                               "run on the GPU machine the engine was built for")
-        raise CompsrtError(f"TensorRT cannot deserialise {engine}: {reason.strip()[:300]}; rebuild it with `compsrt build`")
-    return trt, runtime, cuda_engine, meta
-
-
-class TrtBackend(Backend):
-    """A TensorRT engine; pinned host buffers, one CUDA stream, events for h2d/compute/d2h."""
-
-    name = "tensorrt"
-
-    def __init__(self, engine: str | os.PathLike, device: int = 0, devmem: str | None = None):
-        from .devmem import open_device
-
-        self.path = Path(engine)
-        # Read and check the sidecar before touching CUDA, so a mismatch is reported as such.
-        meta = read_sidecar(self.path)
-        trt = _trt()
-        check_compatible(meta, trt, current_device(), self.path)
-        self.dev = open_device(device, devmem)
-        self.trt, self.runtime, self.engine, self.meta = deserialize(self.path, trt, check=False)
-        self.context = self.engine.create_execution_context()
-        self.scale = int(self.meta["scale"])
-        self.tile = tuple(self.meta["tile"])
-        self.batch = int(self.meta["batch"])
-        self.device = f"cuda:{device} ({self.dev.kind})"
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        mode = trt.TensorIOMode.INPUT
-        self.inp = next(n for n in names if self.engine.get_tensor_mode(n) == mode)
-        self.out = next(n for n in names if self.engine.get_tensor_mode(n) != mode)
-        shape = (self.batch, 3, *self.tile)
-        if any(d < 0 for d in self.engine.get_tensor_shape(self.inp)):
-            self.context.set_input_shape(self.inp, shape)
-        oshape = tuple(self.context.get_tensor_shape(self.out))
-        self.in_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.inp)))
-        self.out_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.out)))
-        self.h_in = self.dev.pinned(shape, self.in_dtype)
-        self.h_out = self.dev.pinned(oshape, self.out_dtype)
-        self.d_in = self.dev.alloc(self.h_in.nbytes)
-        self.d_out = self.dev.alloc(self.h_out.nbytes)
-        self.context.set_tensor_address(self.inp, self.d_in)
-        self.context.set_tensor_address(self.out, self.d_out)
-        self.ev = [self.dev.event() for _ in range(4)]
-        free, total = self.dev.mem_info()
-        self._mem_used = total - free
-
-    def infer(self, x: np.ndarray, timer: StageTimer) -> np.ndarray:
-        dev, ev = self.dev, self.ev
-        self.h_in[...] = x  # cast to the engine's input dtype (strongly typed: as exported)
-        dev.record(ev[0])
-        dev.htod_async(self.d_in, self.h_in)
-        dev.record(ev[1])
-        if not self.context.execute_async_v3(dev.stream_handle):
-            raise CompsrtError(f"TensorRT execution of {self.path} failed")
-        dev.record(ev[2])
-        dev.dtoh_async(self.h_out, self.d_out)
-        dev.record(ev[3])
-        dev.synchronize()
-        timer.add("h2d", dev.elapsed_s(ev[0], ev[1]))
-        timer.add("compute", dev.elapsed_s(ev[1], ev[2]))
-        timer.add("d2h", dev.elapsed_s(ev[2], ev[3]))
-        return self.h_out.astype(np.float32, copy=True)
-
-    def memory(self) -> dict:
-        free, total = self.dev.mem_info()
-        self._mem_used = max(self._mem_used, total - free)
-        return {"device_peak_bytes": int(self.engine.device_memory_size_v2 if hasattr(self.engine, "device_memory_size_v2")
-                                         else self.engine.device_memory_size) + self.h_in.nbytes + self.h_out.nbytes,
-                "device_used_bytes": int(self._mem_used)}
-
-    def describe(self) -> dict:
-        return super().describe() | {"engine": str(self.path), "tensorrt": self.meta["tensorrt"], "devmem": self.dev.kind}
-
-    def close(self) -> None:
-        self.dev.free(self.d_in)
-        self.dev.free(self.d_out)
+        report.plugin_registered = bool(register_python_plugin(trt))
+    start = time.perf_counter()
+    builder = trt.Builder(logger)
+    network, _ = create_network(trt, builder)
+    parser = trt.OnnxParser(network, logger)
+    report.parsed = bool(parser.parse_from_file(str(onnx_path)))
+    report.parse_errors = [str(parser.get_error(i).desc()) for i in range(parser.num_errors)]
+    if report.parsed:
+        report.layers = network.num_layers
+        for i in range(network.num_layers):
+            layer = network.get_layer(i)
+            t = str(layer.type).split(".")[-1]
+            report.layer_types[t] = report.layer_types.get(t, 0) + 1
+            for j in range(layer.num_outputs):
+                if layer.get_output(j).dtype == trt.DataType.INT8:
+                    report.int8_tensors += 1
+        report.quantize_layers = report.layer_types.get("QUANTIZE", 0)
+        report.dequantize_layers = report.layer_types.get("DEQUANTIZE", 0)
+        report.plugin_layers = report.layer_types.get("PLUGIN_V3", 0) + report.layer_types.get("PLUGIN_V2", 0)
+    if report.parsed and build:
+        config = builder.create_builder_config()
+        dynamic = [network.get_input(i) for i in range(network.num_inputs)
+                   if any(d < 0 for d in network.get_input(i).shape)]
+        if dynamic:  # dynamic batch: profile for 1..max_batch
+            profile = builder.create_optimization_profile()
+            for t in dynamic:
+                dims = list(t.shape)
+                lo = [1 if d < 0 else d for d in dims]
+                hi = [max_batch if d < 0 else d for d in dims]
+                profile.set_shape(t.name, lo, lo, hi)
+            config.add_optimization_profile(profile)
+        engine = builder.build_serialized_network(network, config)
+        report.built = engine is not None
+        if engine is not None:
+            report.engine_bytes = int(engine.nbytes)
+            if engine_out is not None:
+                atomic_write_bytes(engine_out, bytes(engine))
+        else:
+            report.build_errors = [ln for ln in logger.lines if ln.startswith(("[ERROR]", "[INTERNAL_ERROR]"))]
+    report.seconds = time.perf_counter() - start
+    return report

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CompsrtError
-from ..files import atomic_path, atomic_write_text
+from ..files import atomic_path
 from .timing import STAGES, StageTimer
 
 SAMPLE = Path(__file__).resolve().parents[1] / "assets" / "sample.png"
@@ -201,37 +201,3 @@ def plot(profiles: list[dict], path: Path, title: str | None = None) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-
-
-def run_cli(args) -> int:
-    from .cli import make_backend, make_upscaler
-
-    size = args.size
-    if args.backend == "trt" and not args.engine:
-        raise CompsrtError("--backend trt needs --engine ENGINE.plan (build one with `compsrt build`)")
-    if args.backend == "onnxruntime" and not args.onnx:
-        raise CompsrtError("--backend onnxruntime needs --onnx MODEL.onnx")
-    if args.backend == "torch" and (args.engine or args.onnx):
-        raise CompsrtError("--backend torch takes --checkpoint or the FP weights, not --engine/--onnx")
-    if args.warmup < 0:
-        raise CompsrtError(f"--warmup must be >= 0, got {args.warmup}")
-    backend = make_backend(args)
-    try:
-        up = make_upscaler(args, backend)
-        p = profile(up, size, args.iters, args.warmup, args.image, args.label, progress=not args.json)
-    finally:
-        backend.close()
-    wrote = []
-    if args.out:
-        atomic_write_text(args.out, json.dumps(p, indent=1))
-        wrote.append(args.out)
-    if args.plot:
-        plot([p], args.plot)
-        wrote.append(args.plot)
-    if args.json:
-        print(json.dumps(p, indent=1))
-    else:
-        print(summary_text(p))
-        for w in wrote:
-            print(f"wrote {w}")
-    return 0

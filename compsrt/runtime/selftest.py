@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CompsrtError
+from .compare import compare
 
 TOL_MAX, TOL_MEAN = 2e-2, 2e-3  # TensorRT may use TF32 for FP32 convolutions/matmuls
 KEY_CHECK = "TensorRT vs ONNX Runtime"
@@ -51,20 +52,17 @@ def _timeit(fn, n: int = 10) -> float:
 
 
 def export_small(path: Path, tile: int, scale: int, batch: int = 2) -> None:
+    """A small SwinIR (one RSTB, fixed seed) through the real export (ONNX + sidecar, as `compsrt export`)."""
     import torch
 
+    from ..export.exporter import ExportOptions, export_model
     from ..models.swinir import SwinIR, SwinIRConfig
 
     torch.manual_seed(0)
     model = SwinIR(SwinIRConfig(scale=scale, depths=(2,), num_heads=(6,))).eval()
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.rand(batch, 3, tile, tile),), str(path), input_names=["lr"],
-                          output_names=["sr"], opset_version=17, dynamo=False)
-    import json
-
-    path.with_suffix(".json").write_text(json.dumps({"scale": scale, "tile": [tile, tile], "window_size": 8,
-                                                     "batch": batch, "precision": {"io": "fp32"}}))
+        export_model(model, path, ExportOptions(tile=(tile, tile), batch=batch, hadamard="matmul"))
 
 
 def hadamard_onnx(path: Path, n: int = 64, rows: int = 256) -> None:
@@ -131,7 +129,8 @@ def _run(rep: Report, folder: Path, tile: int, scale: int, plugins: str) -> int:
         rep.add("SKIP", "engine build", "no TensorRT; install tensorrt (desktop/Jetson) or tensorrt-rtx-cu13")
         return _finish(rep)
     # -- engine build
-    from .engine import TrtBackend, build_engine
+    from .backends.trt import TrtBackend
+    from .engine import build_engine
 
     plan = folder / "selftest.plan"
     try:
@@ -154,14 +153,13 @@ def _run(rep: Report, folder: Path, tile: int, scale: int, plugins: str) -> int:
         rep.add("SKIP", KEY_CHECK, "no usable CUDA device here; run `compsrt selftest` on the Jetson/desktop GPU")
         return _finish(rep)
     try:
-        tb = TrtBackend(plan)
-        y = tb.run(x)
-        d = np.abs(y - ref)
-        ms = _timeit(lambda: tb.run(x), 20)
-        ok = d.max() < TOL_MAX and d.mean() < TOL_MEAN
+        with TrtBackend(plan) as tb:
+            c = compare(tb.run(x), ref, clip=False)
+            ms = _timeit(lambda: tb.run(x), 20)
+        ok = c["max_abs"] < TOL_MAX and c["mean_abs"] < TOL_MEAN
         rep.add("PASS" if ok else "FAIL", KEY_CHECK,
-                f"max |diff| {d.max():.2e}, mean {d.mean():.2e} (limits {TOL_MAX:g}/{TOL_MEAN:g}); {ms:.2f} ms per batch")
-        tb.close()
+                f"max |diff| {c['max_abs']:.2e}, mean {c['mean_abs']:.2e} (limits {TOL_MAX:g}/{TOL_MEAN:g}); "
+                f"{ms:.2f} ms per batch")
     except Exception as exc:  # TensorRT / CUDA raise their own types; report, do not crash
         rep.add("FAIL", KEY_CHECK, f"{exc.__class__.__name__}: {exc}")
     if had_ok:
@@ -175,11 +173,10 @@ def _run(rep: Report, folder: Path, tile: int, scale: int, plugins: str) -> int:
 def _run_hadamard(rep: Report, plan: Path) -> None:
     """Execute the one-node plugin engine through the same device layer; compare with float64."""
     from ..hadamard import reference_hadamard
-    from .engine import deserialize
+    from .backends.trt import load_engine
     from .devmem import open_device
 
-    trt, runtime, engine, meta = deserialize(plan)
-    ctx = engine.create_execution_context()
+    ctx = load_engine(plan).engine.create_execution_context()
     dev = open_device(0)
     rows, n = 256, 64
     h_in, h_out = dev.pinned((rows, n), np.float32), dev.pinned((rows, n), np.float32)
@@ -191,7 +188,7 @@ def _run_hadamard(rep: Report, plan: Path) -> None:
     ctx.execute_async_v3(dev.stream_handle)
     dev.dtoh_async(h_out, d_out)
     dev.synchronize()
-    err = np.abs(h_out - reference_hadamard(h_in, n)).max()
+    err = compare(h_out, reference_hadamard(h_in, n), clip=False)["max_abs"]
     rep.add("PASS" if err < 1e-4 else "FAIL", "HadamardTransform plugin", f"max |diff| to float64 reference {err:.2e}")
     dev.free(d_in)
     dev.free(d_out)

@@ -30,7 +30,3 @@ class StageTimer:
         return {k: self.seconds.get(k, 0.0) for k in STAGES} | {
             k: v for k, v in self.seconds.items() if k not in STAGES
         }
-
-
-class NullTimer(StageTimer):
-    """A timer that records (cheaply) but that nobody reads; the default for library calls."""

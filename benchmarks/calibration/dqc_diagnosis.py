@@ -2,9 +2,9 @@
 the same start with each update rule; logs the loss, first-step gradient sizes per quantizer group, collapsed
 steps and relative step changes, and the PSNR gap on held-out centre crops of kodim01-04 (not calibration data).
 
-    python -m compsrt.calibration.dqc_diagnosis --iters 40 --dobi 1 --runs absolute,step
-    python -m compsrt.calibration.dqc_diagnosis --iters 400 --dobi 1 --log 50 --runs step,step_floor
-    python -m compsrt.calibration.dqc_diagnosis --iters 400 --dobi 1 --log 100 --runs step_floor --mode paper [--clamp-codes]
+    python -m benchmarks.calibration.dqc_diagnosis --iters 40 --dobi 1 --runs absolute,step
+    python -m benchmarks.calibration.dqc_diagnosis --iters 400 --dobi 1 --log 50 --runs step,step_floor
+    python -m benchmarks.calibration.dqc_diagnosis --iters 400 --dobi 1 --log 100 --runs step_floor --mode paper [--clamp-codes]
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from compsrt.calibration.qmodel import (QuantConfig, QLinear, OperandQuant, acti
                                        weight_code_bits)
 from compsrt.calibration.quant import S_MIN, floor_steps_
 from compsrt.evaluation.metrics import score_y, to_uint8
-from compsrt.paths import data_root, cache_dir
+from compsrt.paths import data_root
 
 
 def main() -> None:

@@ -20,13 +20,14 @@ import json
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from ..errors import CompsrtError
-from ..files import atomic_write_text
+from .errors import CompsrtError
+from .files import atomic_write_text
 
 TRAIN_SET = "Kodak"
 
@@ -65,38 +66,53 @@ def _mini_data(root: Path, n: int) -> Iterator[Path]:
         yield Path(tmp)
 
 
-def run_pipeline(args) -> int:
-    from ..images import load_image, save_image
-    from ..models.weights import load_swinir, resolve_weights
-    from ..paths import benchmarks_dir, data_root
-    from .backends import OrtBackend, TorchBackend, torch_checkpoint_backend
-    from .profile import SAMPLE, plot, profile, summary_text
-    from .upscaler import TiledUpscaler
+@dataclass
+class PipelineOptions:
+    out: Path = Path("outputs/pipeline")
+    scale: int = 4
+    iters: int = 50  # calibration iterations
+    calib_seconds: float = 150  # wall-clock budget of the whole calibration, DOBI ranges included
+    patch: int = 16  # calibration patch size in LR pixels
+    train_images: int = 3
+    eval_images: int = 2  # smallest Set5 images scored against ground truth
+    profile_iters: int = 3
+    device: str = "auto"  # calibration device
+    tile: int = 64
+    image: Path | None = None  # default: the bundled sample
 
-    out = Path(args.out)
+
+def run_pipeline(opts: PipelineOptions) -> int:
+    from .images import load_image, save_image
+    from .models.weights import load_swinir, resolve_weights
+    from .paths import benchmarks_dir, data_root
+    from .runtime.backends import OrtBackend, TorchBackend, torch_checkpoint_backend
+    from .runtime.profile import SAMPLE, plot, profile, summary_text
+    from .runtime.upscaler import TiledUpscaler
+
+    out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
-    scale, tile = args.scale, args.tile
+    scale, tile = opts.scale, opts.tile
     t_all = time.perf_counter()
     summary: dict = {"scale": scale, "tile": tile, "steps": {}}
-    from ..calibration.distill import DistillSettings
-    from ..calibration.pipeline import compress
-    from ..calibration.qmodel import QuantConfig
-    from ..evaluation.metrics import psnr
-    from ..export.exporter import ExportOptions, export_checkpoint
+    from .calibration.distill import DistillSettings
+    from .calibration.pipeline import compress
+    from .calibration.qmodel import QuantConfig
+    from .runtime.compare import compare
+    from .export.exporter import ExportOptions, export_checkpoint
 
     # 1. calibration
-    t = _step(f"1/6 calibrate: 4-bit deploy, x{scale}, {args.iters} iterations (budget {args.calib_seconds} s)")
+    t = _step(f"1/6 calibrate: 4-bit deploy, x{scale}, {opts.iters} iterations (budget {opts.calib_seconds} s)")
     ckpt = out / f"swinir_x{scale}_w4a4.pt"
-    settings = DistillSettings(iters=args.iters, batch=2, patch=args.patch, dobi_batch=2, cuda_graph=False, log_every=10,
-                               deadline=time.time() + args.calib_seconds)
-    with _mini_data(data_root(), args.train_images) as data:
-        meta = compress(scale, QuantConfig(bits=4, mode="deploy"), ckpt, settings, data=data, device=args.device,
+    settings = DistillSettings(iters=opts.iters, batch=2, patch=opts.patch, dobi_batch=2, cuda_graph=False, log_every=10,
+                               deadline=time.time() + opts.calib_seconds)
+    with _mini_data(data_root(), opts.train_images) as data:
+        meta = compress(scale, QuantConfig(bits=4, mode="deploy"), ckpt, settings, data=data, device=opts.device,
                         progress=True)
     log = meta.get("log", {})
     summary["steps"]["calibrate"] = time.perf_counter() - t
-    summary["calibration"] = {"iters_done": log.get("iters_done"), "train_images": args.train_images,
+    summary["calibration"] = {"iters_done": log.get("iters_done"), "train_images": opts.train_images,
                               "stopped_early": log.get("stopped_early")}
-    say(str(ckpt), calibration_line(log, args.iters, args.calib_seconds, summary["steps"]["calibrate"]))
+    say(str(ckpt), calibration_line(log, opts.iters, opts.calib_seconds, summary["steps"]["calibrate"]))
 
     # 2. export
     t = _step(f"2/6 export: ONNX, tile {tile}x{tile}, batch 1")
@@ -106,7 +122,7 @@ def run_pipeline(args) -> int:
         export_checkpoint(ckpt, onnx_path, ExportOptions(tile=(tile, tile), batch=1, hadamard="matmul"))
     trt = None
     try:
-        from ..plugins.trt_compat import import_tensorrt
+        from .plugins.trt_compat import import_tensorrt
 
         trt = import_tensorrt()
     except ImportError:
@@ -122,7 +138,7 @@ def run_pipeline(args) -> int:
 
     # 3. inference on the sample: ONNX Runtime (compressed), torch fake-quant, torch FP
     t = _step("3/6 ONNX Runtime inference on the sample image")
-    src = Path(args.image or SAMPLE)
+    src = Path(opts.image or SAMPLE)
     img = load_image(src)
     ort_up = TiledUpscaler(OrtBackend(onnx_path))
     sr_ort = ort_up.upscale(img.rgb).rgb
@@ -133,16 +149,16 @@ def run_pipeline(args) -> int:
     fq = torch_checkpoint_backend(ckpt)
     sr_fq = TiledUpscaler(fq, tile=tile).upscale(img.rgb).rgb
     summary["sample"] = {"image": str(src), "size": list(img.rgb.shape[:2][::-1]),
-                         "psnr_onnxruntime_vs_fp_db": psnr(sr_ort, sr_fp),
-                         "psnr_fakequant_vs_fp_db": psnr(sr_fq, sr_fp),
-                         "psnr_onnxruntime_vs_fakequant_db": psnr(sr_ort, sr_fq)}
+                         "psnr_onnxruntime_vs_fp_db": compare(sr_ort, sr_fp)["psnr_db"],
+                         "psnr_fakequant_vs_fp_db": compare(sr_fq, sr_fp)["psnr_db"],
+                         "psnr_onnxruntime_vs_fakequant_db": compare(sr_ort, sr_fq)["psnr_db"]}
     # ground truth: the smallest Set5 images
     bench = benchmarks_dir()
     if (bench / "Set5").is_dir():
-        from ..evaluation.metrics import score_y
+        from .evaluation.metrics import score_y
 
         hr_dir, lr_dir = bench / "Set5" / "HR", bench / "Set5" / "LR_bicubic" / f"X{scale}"
-        lrs = sorted(lr_dir.glob("*.png"), key=lambda p: load_image(p).rgb.size)[: args.eval_images]
+        lrs = sorted(lr_dir.glob("*.png"), key=lambda p: load_image(p).rgb.size)[: opts.eval_images]
         rows = {"fp": [], "onnxruntime": []}
         for lr_p in lrs:
             lr = load_image(lr_p).rgb
@@ -160,7 +176,8 @@ def run_pipeline(args) -> int:
         print("   skipped: no TensorRT importable (pip install tensorrt-rtx-cu13==1.7.1.116, or tensorrt)")
         engine_info["reason"] = "no TensorRT importable"
     else:
-        from .engine import TrtBackend, build_engine
+        from .runtime.backends.trt import TrtBackend
+        from .runtime.engine import build_engine
 
         plan = out / f"swinir_x{scale}_w4a4.plan"
         try:
@@ -172,7 +189,7 @@ def run_pipeline(args) -> int:
             try:
                 tb = TrtBackend(plan)
                 sr_trt = TiledUpscaler(tb).upscale(img.rgb).rgb
-                engine_info["psnr_trt_vs_onnxruntime_db"] = psnr(sr_trt, sr_ort)
+                engine_info["psnr_trt_vs_onnxruntime_db"] = compare(sr_trt, sr_ort)["psnr_db"]
                 save_image(out / f"{src.stem}_x{scale}_tensorrt.png", sr_trt)
             except CompsrtError as exc:
                 engine_info["execution"] = f"not run: {exc}"
@@ -186,7 +203,7 @@ def run_pipeline(args) -> int:
     # 5. profile
     t = _step("5/6 profile (ONNX Runtime, CPU)")
     w, h = img.rgb.shape[1], img.rgb.shape[0]
-    p = profile(ort_up, (w, h), iters=args.profile_iters, warmup=1, source=src, label="onnxruntime-cpu-w4a4", progress=False)
+    p = profile(ort_up, (w, h), iters=opts.profile_iters, warmup=1, source=src, label="onnxruntime-cpu-w4a4", progress=False)
     atomic_write_text(out / "profile_onnxruntime.json", json.dumps(p, indent=1))
     plot([p], out / "profile_onnxruntime.png")
     print(summary_text(p))
@@ -199,7 +216,7 @@ def run_pipeline(args) -> int:
     sizes = {"fp_weights_bytes": resolve_weights(scale).stat().st_size, "checkpoint_bytes": ckpt.stat().st_size,
              "onnx_bytes": onnx_path.stat().st_size}
     try:
-        from ..calibration.checkpoint import pack_file
+        from .calibration.checkpoint import pack_file
 
         stats = pack_file(ckpt, out / f"swinir_x{scale}_w4a4.csrt")
         sizes["packed_bytes"] = (out / f"swinir_x{scale}_w4a4.csrt").stat().st_size

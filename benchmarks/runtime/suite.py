@@ -1,6 +1,6 @@
 """A batch of torch profiles in one process (the GPU figures in docs/runtime.md).
 
-    python -m compsrt.runtime.suite --device cuda --out DIR [--checkpoint q.pt] [--budget-s 230]
+    python -m benchmarks.runtime.suite --device cuda --out DIR [--checkpoint q.pt] [--budget-s 230]
 
 Profiles SwinIR-light FP32 / BF16 (autocast), eager / torch.compile, for 320x180 -> x4 and
 640x360 -> x2, whole image in one piece (the figures quoted in the issue are whole-image), plus the
@@ -19,10 +19,10 @@ from pathlib import Path
 
 
 def main(argv=None) -> int:
-    from ..files import atomic_write_text
-    from . import profile as prof
-    from .backends import torch_checkpoint_backend, torch_fp_backend
-    from .upscaler import TiledUpscaler
+    from compsrt.files import atomic_write_text
+    from compsrt.runtime import profile as prof
+    from compsrt.runtime.backends import torch_checkpoint_backend, torch_fp_backend
+    from compsrt.runtime.upscaler import TiledUpscaler
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda")
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
             up = TiledUpscaler(b, tile=tile, batch=batch)
             p = prof.profile(up, size, args.iters, args.warmup, label=label, progress=False)
             p["setup_and_warmup_s"] = time.perf_counter() - t0 - p["end_to_end_ms"]["mean"] * args.iters / 1e3
-            p["command"] = f"python -m compsrt.runtime.suite --device {args.device} (config {label} {size[0]}x{size[1]})"
+            p["command"] = f"python -m benchmarks.runtime.suite --device {args.device} (config {label} {size[0]}x{size[1]})"
             results.append(p)
             c = p["stages"]["compute"]
             print(f"{label:<30} {size[0]}x{size[1]} x{p['output']['width'] // size[0]}: compute p50 {c['p50_ms']:.2f} ms, "

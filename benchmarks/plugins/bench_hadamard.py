@@ -11,25 +11,22 @@ CuPy and our Python launcher, is hidden behind the GPU work), time per launch, m
 The fused quantizing kernel (x -> INT8 codes) is compared with the transform followed by a
 separate one-pass quantize kernel (CuPy elementwise) and with PyTorch quantize ops.
 
-    PYTHONPATH=. python3 benchmarks/bench_hadamard.py --json out.json [--sweep]
+    python -m benchmarks.plugins.bench_hadamard --json out.json [--sweep]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import statistics
 import warnings
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compsrt.hadamard import hadamard_matrix  # noqa: E402
-from compsrt.plugins.kernel import (  # noqa: E402
+from compsrt.hadamard import hadamard_matrix
+from compsrt.plugins.kernel import (
     ELEMS_PER_THREAD, ROWS_PER_THREAD, THREADS_PER_BLOCK, HadamardKernel, default_elems_per_thread,
     default_rows_per_thread,
 )

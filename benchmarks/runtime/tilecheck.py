@@ -1,6 +1,6 @@
 """Tiled vs whole-image inference on a benchmark: PSNR of each and their difference.
 
-    python -m compsrt.runtime.tilecheck --dataset Set5 --scale 4 --tiles 64,96 [--onnx-too]
+    python -m benchmarks.runtime.tilecheck --dataset Set5 --scale 4 --tiles 64,96
 
 Prints one JSON line per configuration; the docs record the run.
 """
@@ -15,11 +15,11 @@ import numpy as np
 
 
 def main(argv=None) -> int:
-    from ..evaluation.benchmark import evaluate_dataset
-    from ..models.weights import load_swinir
-    from ..paths import benchmarks_dir
-    from .backends import TorchBackend
-    from .upscaler import TiledUpscaler
+    from compsrt.evaluation.benchmark import evaluate_dataset
+    from compsrt.models.weights import load_swinir
+    from compsrt.paths import benchmarks_dir
+    from compsrt.runtime.backends import TorchBackend
+    from compsrt.runtime.upscaler import TiledUpscaler
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--dataset", default="Set5")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..cliargs import DEVICE_HELP, existing, positive_int
+from .args import DEVICE_HELP, existing, positive_int
 from ..errors import CompsrtError
 
 
@@ -47,10 +47,10 @@ def register(subparsers) -> None:
 
 
 def _calibrate(args) -> int:
-    from .checkpoint import pack_file
-    from .distill import STEP_FLOOR, DistillSettings
-    from .pipeline import compress
-    from .qmodel import QuantConfig
+    from ..calibration.checkpoint import pack_file
+    from ..calibration.distill import STEP_FLOOR, DistillSettings
+    from ..calibration.pipeline import compress
+    from ..calibration.qmodel import QuantConfig
 
     if args.bits not in (2, 3, 4):
         raise CompsrtError(f"--bits must be 2, 3 or 4, got {args.bits}")
@@ -77,7 +77,7 @@ def _calibrate(args) -> int:
 def _pack(args) -> int:
     if not Path(args.checkpoint).is_file():  # before torch is imported: a missing file is refused at once
         raise CompsrtError(f"compressed checkpoint {args.checkpoint} does not exist; create one with `compsrt calibrate`")
-    from .checkpoint import pack_file
+    from ..calibration.checkpoint import pack_file
 
     stats = pack_file(args.checkpoint, args.out)
     print(json.dumps(stats, indent=1))

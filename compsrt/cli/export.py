@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ..cliargs import DeprecatedAlias, TileAction, add_json_flag, existing, fmt_tile, positive_int
 from ..errors import CompsrtError
+from .args import DeprecatedAlias, TileAction, add_json_flag, existing, fmt_tile, positive_int
 
 CHECKPOINT_FILE = existing("checkpoint", "pass SwinIR-light .pth weights or a checkpoint from `compsrt calibrate`")
 ONNX_FILE = existing("ONNX model", "create it with `compsrt export`")
@@ -80,7 +80,7 @@ def register(subparsers) -> None:
 
 
 def cmd_export(args) -> int:
-    from .exporter import ExportOptions, export_checkpoint
+    from ..export.exporter import ExportOptions, export_checkpoint
 
     opts = ExportOptions(tile=tuple(args.tile), batch=args.batch, hadamard=args.hadamard, opset=args.opset,
                          io_dtype=args.precision, int4_block=args.int4_block)
@@ -93,7 +93,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from .inspect import format_report, inspect_model
+    from ..export.inspect import format_report, inspect_model
 
     r = inspect_model(args.model)
     print(json.dumps(r, indent=1) if args.json else format_report(r, args.layers))
@@ -101,22 +101,22 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from .trt_check import int8_layer_lines, parse_and_build
-
-    from .inspect import load_onnx
+    from ..export.inspect import load_onnx
+    from ..files import atomic_write_text
+    from ..runtime.engine import parse_and_build
 
     load_onnx(args.model, external_data=False)
     r = parse_and_build(args.model, register_plugin=args.plugins == "python", build=not args.no_build,
                         verbose=args.verbose_log is not None, engine_out=args.engine, max_batch=args.max_batch)
     if args.verbose_log:
-        args.verbose_log.write_text("\n".join(r.log) + "\n")
+        atomic_write_text(args.verbose_log, "\n".join(r.log) + "\n")
     print(json.dumps(r.summary(), indent=1))
     ok = r.parsed and (r.built or args.no_build)
     return 0 if ok else 1
 
 
 def cmd_parity(args) -> int:
-    from .parity import format_parity, run_parity
+    from ..runtime.parity import format_parity, run_parity
 
     res = run_parity(args.checkpoint, tuple(args.tile), args.dataset, args.benchmarks, onnx_path=args.onnx,
                      floor=not args.no_floor, site_check=not args.no_site_check)

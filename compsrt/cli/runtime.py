@@ -1,4 +1,4 @@
-"""Runtime subcommands: upscale, build, profile, selftest, pipeline."""
+"""Runtime subcommands: upscale, build, profile, selftest."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..cliargs import (DEVICE_HELP, PLUGINS_HELP, Spinner, add_json_flag, check_scale, existing,
+from .args import (DEVICE_HELP, PLUGINS_HELP, Spinner, add_json_flag, check_scale, existing,
                        fmt_tile, parse_tile, positive_int, resolve_device, size_arg, square_tile_arg, tile_arg)
 from ..errors import CompsrtError
 
@@ -25,7 +25,7 @@ def add_backend_args(p: argparse.ArgumentParser, engine: bool = True) -> None:
         g.add_argument("--engine", type=Path, help="TensorRT engine built by `compsrt build` (default: none)")
     g.add_argument("--onnx", type=Path, help="ONNX model run by ONNX Runtime (default: none)")
     g.add_argument("--checkpoint", type=Path,
-                   help="compressed checkpoint from `compsrt calibrate`, torch fake-quant (default: none)")
+                   help="any model file for torch: compressed checkpoint (.pt), pack (.csrt) or FP weights (default: none)")
     g.add_argument("--scale", type=int, choices=(2, 3, 4),
                    help="upscaling factor; must match the model's if one is given (default: the model's, else 4)")
     g.add_argument("--weights", type=Path, help="SwinIR-light .pth (default: $COMPSRT_WEIGHTS_DIR, else download)")
@@ -53,35 +53,28 @@ def make_backend(args):
     for name, path in [(n, getattr(args, n)) for n in chosen] + [("weights", getattr(args, "weights", None))]:
         if path is not None:  # before onnxruntime/torch/TensorRT are imported: a typo is refused at once
             FILE_CHECKS[name](str(path))
-    from . import backends
+    from ..runtime.backends import open_backend
 
-    if chosen:
-        source = getattr(args, chosen[0])
-        if getattr(args, "engine", None):
-            from .engine import TrtBackend
-
-            b = TrtBackend(args.engine)
-        elif args.onnx:
-            b = backends.OrtBackend(args.onnx, args.providers)
-        else:
-            b = backends.torch_checkpoint_backend(args.checkpoint, resolve_device(args.device), args.dtype, args.compile)
-        try:
-            check_scale(args.scale, b.scale, source)
-        except CompsrtError:
-            b.close()
-            raise
-        return b
     scale = args.scale or 4
-    if args.weights is not None:
+    if not chosen and args.weights is not None:
         from ..models.weights import read_state_dict, scale_of_state_dict
 
         scale = check_scale(args.scale, scale_of_state_dict(read_state_dict(args.weights)) or scale, args.weights)
-    return backends.torch_fp_backend(scale, args.weights, resolve_device(args.device), args.dtype, args.compile,
-                                     sha256=getattr(args, "weights_sha256", None))
+    device = resolve_device(args.device) if not (getattr(args, "engine", None) or args.onnx) else "cpu"
+    b = open_backend(engine=getattr(args, "engine", None), onnx=args.onnx, checkpoint=args.checkpoint,
+                     weights=args.weights, scale=scale, device=device, dtype=args.dtype, compile=args.compile,
+                     providers=args.providers, weights_sha256=args.weights_sha256)
+    if chosen:
+        try:
+            check_scale(args.scale, b.scale, getattr(args, chosen[0]))
+        except CompsrtError:
+            b.close()
+            raise
+    return b
 
 
 def make_upscaler(args, backend, progress=False):
-    from .upscaler import TiledUpscaler
+    from ..runtime.upscaler import TiledUpscaler
 
     return TiledUpscaler(backend, tile=args.tile, overlap=args.overlap, margin=args.margin, batch=args.batch,
                          progress=progress)
@@ -90,7 +83,7 @@ def make_upscaler(args, backend, progress=False):
 def cmd_upscale(args) -> int:
     from tqdm.auto import tqdm
 
-    from .upscaler import list_images
+    from ..runtime.upscaler import list_images
 
     src, dst = Path(args.input), Path(args.output)
     if src.is_dir():
@@ -102,9 +95,8 @@ def cmd_upscale(args) -> int:
             dst = dst / src.name
         pairs = [(src, dst)]
     t0 = time.perf_counter()
-    backend = make_backend(args)
     done, skipped = [], []
-    try:
+    with make_backend(args) as backend:
         up = make_upscaler(args, backend, progress=len(pairs) == 1 and not args.json)
         bar = tqdm(pairs, desc="upscale", unit="img", disable=len(pairs) == 1 or args.json)
         for s, d in bar:
@@ -121,8 +113,6 @@ def cmd_upscale(args) -> int:
                 msg = f"{s} ({w}x{h}, {mode}) -> {d} ({ow}x{oh})"
                 tqdm.write(msg) if len(pairs) > 1 else print(msg)
         describe = backend.describe()
-    finally:
-        backend.close()
     if args.json:
         print(json.dumps({"outputs": done, "failed": len(skipped), "skipped": skipped, "backend": describe,
                           "tile": fmt_tile(up.tile) if up.tile else "whole image", "seconds": round(time.perf_counter() - t0, 3)}))
@@ -133,7 +123,7 @@ def cmd_upscale(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from .engine import build_engine
+    from ..runtime.engine import build_engine
 
     with Spinner(f"building {args.out.name} from {args.onnx.name} (TensorRT's builder; about a minute for SwinIR-light)",
                  enabled=not args.json):
@@ -158,24 +148,43 @@ def cmd_build(args) -> int:
 
 
 def cmd_profile(args) -> int:
-    from . import profile
+    from ..files import atomic_write_text
+    from ..runtime import profile
 
     if args.compare:
         print(profile.compare_text(*args.compare))
         return 0
-    return profile.run_cli(args)
+    if args.backend == "trt" and not args.engine:
+        raise CompsrtError("--backend trt needs --engine ENGINE.plan (build one with `compsrt build`)")
+    if args.backend == "onnxruntime" and not args.onnx:
+        raise CompsrtError("--backend onnxruntime needs --onnx MODEL.onnx")
+    if args.backend == "torch" and (args.engine or args.onnx):
+        raise CompsrtError("--backend torch takes --checkpoint or the FP weights, not --engine/--onnx")
+    if args.warmup < 0:
+        raise CompsrtError(f"--warmup must be >= 0, got {args.warmup}")
+    with make_backend(args) as backend:
+        p = profile.profile(make_upscaler(args, backend), args.size, args.iters, args.warmup, args.image, args.label,
+                            progress=not args.json)
+    wrote = []
+    if args.out:
+        atomic_write_text(args.out, json.dumps(p, indent=1))
+        wrote.append(args.out)
+    if args.plot:
+        profile.plot([p], args.plot)
+        wrote.append(args.plot)
+    if args.json:
+        print(json.dumps(p, indent=1))
+    else:
+        print(profile.summary_text(p))
+        for w in wrote:
+            print(f"wrote {w}")
+    return 0
 
 
 def cmd_selftest(args) -> int:
-    from .selftest import selftest
+    from ..runtime.selftest import selftest
 
     return selftest(tile=args.tile, scale=args.scale, keep=args.keep, plugins=args.plugins)
-
-
-def cmd_pipeline(args) -> int:
-    from .pipeline import run_pipeline
-
-    return run_pipeline(args)
 
 
 class _JsonOrPath(argparse.Action):
@@ -185,7 +194,7 @@ class _JsonOrPath(argparse.Action):
         if values is None:
             namespace.json = True
             return
-        from ..cliargs import deprecated
+        from .args import deprecated
 
         deprecated(f"--json {values}", f"--out {values}")
         namespace.out = Path(values)
@@ -242,19 +251,3 @@ def register(sub) -> None:
     p.add_argument("--plugins", default="python", help=PLUGINS_HELP)
     p.add_argument("--keep", type=Path, metavar="DIR", help="keep the ONNX model and engine in this folder (default: a temporary one)")
     p.set_defaults(func=cmd_selftest)
-
-    p = sub.add_parser("pipeline", help="the whole job on the bundled sample: calibrate, export, ORT, build, profile")
-    p.add_argument("--out", type=Path, default=Path("outputs/pipeline"), help="output folder (default %(default)s)")
-    p.add_argument("--scale", type=int, choices=(2, 3, 4), default=4, help="upscaling factor (default %(default)s)")
-    p.add_argument("--iters", type=positive_int, default=50, help="calibration iterations (default %(default)s)")
-    p.add_argument("--calib-seconds", type=float, default=150,
-                   help="wall-clock budget of the whole calibration, DOBI ranges included (default %(default)s s)")
-    p.add_argument("--patch", type=positive_int, default=16, help="calibration patch size in LR pixels (default %(default)s)")
-    p.add_argument("--train-images", type=positive_int, default=3, help="training images used for calibration (default %(default)s)")
-    p.add_argument("--eval-images", type=int, default=2,
-                   help="smallest Set5 images scored against ground truth (default %(default)s)")
-    p.add_argument("--profile-iters", type=positive_int, default=3, help="timed profile iterations (default %(default)s)")
-    p.add_argument("--device", default="auto", help=DEVICE_HELP.replace("torch device", "calibration device"))
-    p.add_argument("--tile", type=square_tile_arg, default=64, metavar="N", help="square LR tile of the export (default %(default)s)")
-    p.add_argument("--image", type=existing("image"), help="input image (default: the bundled sample)")
-    p.set_defaults(func=cmd_pipeline)

@@ -19,7 +19,7 @@ import re
 import sys
 from pathlib import Path
 
-from .errors import CompsrtError
+from ..errors import CompsrtError
 
 DEVICE_HELP = "torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N (default %(default)s)"
 PLUGINS_HELP = ("HadamardTransform plugin: python (register the Python plugin), none, or the path of "

@@ -1,9 +1,10 @@
 """Parity of the exported graph (ONNX Runtime, CPU, matmul variant) with the PyTorch model it came from.
 
-Both sides see exactly the same tiles: the LR image is reflect-padded (edge-padded where the image is
-too small to reflect) to a multiple of the tile, cut into non-overlapping tiles, each tile is upscaled,
-the outputs are stitched and cropped. Scores follow the benchmark protocol (Y channel, border = scale,
-uint8 output); value agreement is measured on the float outputs clamped to [0, 1].
+Both sides see exactly the same tiles: the runtime's tiler (:class:`~compsrt.runtime.upscaler.TiledUpscaler`,
+no overlap) cuts the LR image into the graph's tiles, the ONNX Runtime runner and the torch runner upscale
+them, the tiler stitches and crops. Scores follow the benchmark protocol (Y channel, border = scale, uint8
+output); value agreement (:func:`compsrt.runtime.compare.compare`) is measured on the float outputs clamped
+to [0, 1].
 
 Why free-running agreement is not exact on deep low-bit models: both sides compute every pre-quantization
 value in FP32 with different kernels (convs, LayerNorm, GEMM summation order, softmax exp, GELU erf), so
@@ -28,94 +29,17 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from ..errors import CompsrtError
-
-TileFn = Callable[[np.ndarray], np.ndarray]  # (N, 3, th, tw) float32 -> (N, 3, s*th, s*tw)
-
-
-def pad_to_tiles(lr: np.ndarray, tile: tuple[int, int]) -> np.ndarray:
-    """(H, W, 3) -> padded (H', W', 3) with H', W' multiples of the tile."""
-    h, w = lr.shape[:2]
-    ph, pw = (-h) % tile[0], (-w) % tile[1]
-    if not (ph or pw):
-        return lr
-    mode = "reflect" if ph < h and pw < w else "edge"
-    return np.pad(lr, ((0, ph), (0, pw), (0, 0)), mode=mode)
-
-
-def upscale_tiled(lr_u8: np.ndarray, tile: tuple[int, int], scale: int, fn: TileFn, batch: int = 8) -> np.ndarray:
-    """uint8 RGB (H, W, 3) -> float32 RGB (sH, sW, 3), unclamped, through non-overlapping tiles."""
-    h, w = lr_u8.shape[:2]
-    x = pad_to_tiles(lr_u8.astype(np.float32) / 255.0, tile)
-    th, tw = tile
-    gh, gw = x.shape[0] // th, x.shape[1] // tw
-    tiles = x.reshape(gh, th, gw, tw, 3).transpose(0, 2, 4, 1, 3).reshape(gh * gw, 3, th, tw)
-    outs = [fn(np.ascontiguousarray(tiles[i : i + batch])) for i in range(0, len(tiles), batch)]
-    y = np.concatenate(outs, 0).astype(np.float32)
-    y = y.reshape(gh, gw, 3, th * scale, tw * scale).transpose(0, 3, 1, 4, 2).reshape(gh * th * scale, gw * tw * scale, 3)
-    return y[: h * scale, : w * scale]
-
-
-def torch_tile_fn(model: torch.nn.Module) -> TileFn:
-    @torch.inference_mode()
-    def fn(t: np.ndarray) -> np.ndarray:
-        return model(torch.from_numpy(t)).float().numpy()
-
-    return fn
-
-
-def ort_session(model: "str | os.PathLike | bytes", threads: int | None = None):
-    """CPU session with basic graph optimisations only: ``ORT_ENABLE_ALL`` fuses Q/DQ + MatMul into integer
-    kernels (different arithmetic, and a broken QuantizeLinear for INT4 blocks), which is not what is tested."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    if threads:
-        opts.intra_op_num_threads = threads
-    src = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
-
-
-def ort_tile_fn(onnx_path: str | os.PathLike, threads: int | None = None) -> TileFn:
-    sess = ort_session(onnx_path, threads)
-    inp = sess.get_inputs()[0]
-    fixed = inp.shape[0] if isinstance(inp.shape[0], int) else None
-    dtype = np.float16 if "float16" in inp.type else np.float32
-
-    def fn(t: np.ndarray) -> np.ndarray:
-        if fixed:
-            return np.concatenate([sess.run(None, {inp.name: t[i : i + fixed].astype(dtype)})[0]
-                                   for i in range(0, len(t), fixed)], 0).astype(np.float32)
-        return sess.run(None, {inp.name: t.astype(dtype)})[0].astype(np.float32)
-
-    return fn
-
-
-def compare_outputs(a: np.ndarray, b: np.ndarray, tol: float = 1e-3) -> dict:
-    d = np.abs(np.clip(a, 0, 1) - np.clip(b, 0, 1))
-    return {"max_abs": float(d.max()), "n_off": int((d > tol).sum()), "n": int(d.size)}
-
+from ..sites import site_quantizers
+from .backends import OrtBackend, TorchBackend, session_from_onnx
+from .compare import compare
+from .upscaler import TiledUpscaler
 
 BOUNDARY_TOL = 1e-4  # code units: a flip further than this from k + 0.5 is not float noise
-
-
-def _site_quantizers(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
-    """{site name: activation FakeQuant} for every quantized site of a deploy-mode model (module order)."""
-    from ..calibration.qmodel import OperandQuant, QLinear
-
-    out = {}
-    for name, m in model.named_modules():
-        if isinstance(m, QLinear):
-            out[name] = m.aq
-        elif isinstance(m, OperandQuant):
-            out[name] = m.fq
-    return out
 
 
 @torch.no_grad()
@@ -130,7 +54,7 @@ def site_parity(model: torch.nn.Module, proto, x: np.ndarray, threads: int | Non
     """
     import onnx
 
-    quants = _site_quantizers(model)
+    quants = site_quantizers(model)
     if not quants:
         raise CompsrtError("site_parity needs a deploy-mode compressed model")
     g = onnx.ModelProto()
@@ -145,7 +69,7 @@ def site_parity(model: torch.nn.Module, proto, x: np.ndarray, threads: int | Non
         where[name] = (node.input[0], node.output[0])
         g.graph.output.append(onnx.helper.make_tensor_value_info(node.input[0], onnx.TensorProto.FLOAT, None))
         g.graph.output.append(onnx.helper.make_tensor_value_info(node.output[0], onnx.TensorProto.INT8, None))
-    sess = ort_session(g.SerializeToString(), threads)
+    sess = parity_session(g.SerializeToString(), threads)
     res = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {sess.get_inputs()[0].name: x.astype(np.float32)})))
     y_onnx = res.pop(sess.get_outputs()[0].name)
 
@@ -189,8 +113,8 @@ def site_parity(model: torch.nn.Module, proto, x: np.ndarray, threads: int | Non
     order = [rows[n] for n in quants if n in rows]
     first = next((r for r in order if r["free_flips"]), None)
     first_bad = next((r for r in order if r["off_boundary"]), None)
-    free = compare_outputs(y_free, y_onnx)
-    forced = compare_outputs(y_forced, y_onnx)
+    free = compare(y_free, y_onnx)
+    forced = compare(y_forced, y_onnx)
     return {
         "sites": len(order), "codes": sum(r["codes"] for r in order),
         "free": {"first_site": first and first["site"], "first_site_flips": first and first["free_flips"],
@@ -206,6 +130,17 @@ def site_parity(model: torch.nn.Module, proto, x: np.ndarray, threads: int | Non
     }
 
 
+def parity_session(model: "str | os.PathLike | bytes", threads: int | None = None):
+    """ONNX Runtime with basic graph optimisations only: the graph as written (see
+    :func:`~compsrt.runtime.backends.onnxrt.session_from_onnx`), which is what parity tests."""
+    return session_from_onnx(model, threads=threads, optimization="basic")
+
+
+def _tiled(backend, batch: int) -> TiledUpscaler:
+    """The runtime's tiler on the backend's fixed tile, without overlap (every output pixel from one tile)."""
+    return TiledUpscaler(backend, overlap=0, margin=0, batch=batch)
+
+
 def run_parity(checkpoint: str | os.PathLike, tile: tuple[int, int], dataset: str = "Set5",
                data_root: str | os.PathLike | None = None, onnx_path: str | os.PathLike | None = None,
                tol: float = 1e-3, floor: bool = True, site_check: bool = True) -> dict:
@@ -214,13 +149,16 @@ def run_parity(checkpoint: str | os.PathLike, tile: tuple[int, int], dataset: st
     ``floor``: also run PyTorch one tile at a time (the comparison batches 8) - the simulation's own float
     noise floor. ``site_check``: :func:`site_parity` on the first tile of the first image (quantized models).
     """
+    from ..calibration.checkpoint import load_model
     from ..evaluation.benchmark import benchmark_pairs
     from ..evaluation.metrics import score_y, to_uint8
+    from ..export.exporter import ExportOptions, export_model
     from ..images import load_image
     from ..paths import benchmarks_dir
-    from .exporter import ExportOptions, export_model, load_checkpoint
+    from ..sites import is_quantized
+    from .tiling import extract_tiles, pad_image
 
-    model, meta = load_checkpoint(checkpoint)
+    model, meta = load_model(checkpoint)
     scale = int(model.scale)
     root = Path(data_root) if data_root else benchmarks_dir()
     tmpdir = None
@@ -231,7 +169,10 @@ def run_parity(checkpoint: str | os.PathLike, tile: tuple[int, int], dataset: st
         export_model(model, onnx_path, ExportOptions(tile=tile, batch=None, hadamard="matmul"), meta)
     export_s = time.perf_counter() - t0
     try:
-        ort_fn, torch_fn = ort_tile_fn(onnx_path), torch_tile_fn(model)
+        ort_b = OrtBackend(parity_session(onnx_path))
+        torch_b = TorchBackend(model)
+        torch_b.tile = ort_b.tile  # the torch runner takes the graph's tiles too
+        ort_up, torch_up, torch_1 = _tiled(ort_b, 8), _tiled(torch_b, 8), _tiled(torch_b, 1)
         rows, n_off, n_all, max_abs = [], 0, 0, 0.0
         f_off, f_max = 0, 0.0
         t_torch = t_ort = 0.0
@@ -239,31 +180,31 @@ def run_parity(checkpoint: str | os.PathLike, tile: tuple[int, int], dataset: st
         for name, lr_path, hr_path in benchmark_pairs(root, dataset, scale):
             lr, hr = load_image(lr_path).rgb, load_image(hr_path).rgb
             t = time.perf_counter()
-            y_t = upscale_tiled(lr, tile, scale, torch_fn)
+            y_t = torch_up.upscale(lr, keep_float=True).rgb_float
             t_torch += time.perf_counter() - t
             t = time.perf_counter()
-            y_o = upscale_tiled(lr, tile, scale, ort_fn)
+            y_o = ort_up.upscale(lr, keep_float=True).rgb_float
             t_ort += time.perf_counter() - t
             if first_tile is None:
-                first_tile = np.ascontiguousarray(
-                    pad_to_tiles(lr.astype(np.float32) / 255.0, tile)[: tile[0], : tile[1]].transpose(2, 0, 1)[None])
-            c = compare_outputs(y_t, y_o, tol)
+                grid = torch_up._grid(*lr.shape[:2])
+                first_tile = extract_tiles(pad_image(lr, grid.padded_h, grid.padded_w), grid, grid.origins()[:1])
+            c = compare(y_t, y_o, tol)
             p_t, _ = score_y(to_uint8(y_t), hr, border=scale)
             p_o, _ = score_y(to_uint8(y_o), hr, border=scale)
             row = {"image": name, "psnr_torch": p_t, "psnr_onnx": p_o, "max_abs": c["max_abs"],
-                   "frac_off": c["n_off"] / c["n"]}
+                   "frac_off": c["frac_off"]}
             if floor:
-                y_1 = upscale_tiled(lr, tile, scale, torch_fn, batch=1)
-                c1 = compare_outputs(y_t, y_1, tol)
+                y_1 = torch_1.upscale(lr, keep_float=True).rgb_float
+                c1 = compare(y_t, y_1, tol)
                 row.update(psnr_torch_b1=score_y(to_uint8(y_1), hr, border=scale)[0], floor_max_abs=c1["max_abs"],
-                           floor_frac_off=c1["n_off"] / c1["n"])
+                           floor_frac_off=c1["frac_off"])
                 f_off, f_max = f_off + c1["n_off"], max(f_max, c1["max_abs"])
             rows.append(row)
             n_off += c["n_off"]
             n_all += c["n"]
             max_abs = max(max_abs, c["max_abs"])
         checked = None
-        if site_check and first_tile is not None and _site_quantizers(model):
+        if site_check and first_tile is not None and is_quantized(model):
             import onnx
 
             t = time.perf_counter()
