@@ -187,8 +187,8 @@ def run_pipeline(opts: PipelineOptions) -> int:
             print(f"   {plan}: {r.sidecar['engine_bytes']:,} bytes ({r.sidecar['tensorrt']['module']} "
                   f"{r.sidecar['tensorrt']['version']}, {r.seconds:.1f} s)")
             try:
-                tb = TrtBackend(plan)
-                sr_trt = TiledUpscaler(tb).upscale(img.rgb).rgb
+                with TrtBackend(plan) as tb:
+                    sr_trt = TiledUpscaler(tb).upscale(img.rgb).rgb
                 engine_info["psnr_trt_vs_onnxruntime_db"] = compare(sr_trt, sr_ort)["psnr_db"]
                 save_image(out / f"{src.stem}_x{scale}_tensorrt.png", sr_trt)
             except CompsrtError as exc:

@@ -3,11 +3,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from compsrt.models.swinir import SwinIR, SwinIRConfig, SwinTransformerBlock, WindowAttention
 from compsrt.paths import data_root
 
 torch.set_num_threads(2)
+RUNTIME_TILE = 32  # LR tile of the exported tiny model
 
 
 def tiny_swinir(scale: int = 2, seed: int = 0, gain: float | None = None, noise: float | None = None) -> SwinIR:
@@ -69,3 +71,30 @@ def x2_weights(tmp_path) -> Path:
     path = tmp_path / "official_x2.pth"
     torch.save(official_format_state(2), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """The tiny SwinIR x2 (seed 0) that the runtime tests run."""
+    return tiny_swinir()
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_model, tmp_path_factory):
+    """The tiny model exported at a fixed RUNTIME_TILE (32) tile, batch 2 (stand-in for `compsrt export` output)."""
+    import warnings
+
+    from compsrt.export.exporter import ExportOptions, export_model
+
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_model(tiny_model, path, ExportOptions(tile=(RUNTIME_TILE, RUNTIME_TILE), batch=2, hadamard="matmul"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def image():
+    rng = np.random.default_rng(1)
+    small = rng.integers(0, 256, (15, 19, 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(small).resize((75, 58), Image.BICUBIC))  # smooth-ish, not window multiples

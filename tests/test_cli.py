@@ -1,8 +1,6 @@
 import json
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from compsrt.cli import main
 from tests.conftest import tiny_swinir
@@ -31,44 +29,6 @@ def test_eval_stand_in_weights_match_manifest(shared_data, capsys):
     assert main(["eval", "--json", "--scale", "4", "--datasets", "Set5"]) == 0
     row = json.loads(capsys.readouterr().out.strip())
     assert row["psnr"] == pytest.approx(30.8534, abs=0.01) and row["ssim"] == pytest.approx(0.87112, abs=0.0005)
-
-
-@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "P"])
-def test_upscale_modes(tmp_path, x2_weights, tiny_image, mode):
-    src = tmp_path / f"in_{mode}.png"
-    img = Image.fromarray(tiny_image, "RGB")
-    if mode == "RGBA":
-        img.putalpha(Image.fromarray(np.full(tiny_image.shape[:2], 128, np.uint8), "L"))
-    else:
-        img = img.convert(mode)
-    img.save(src)
-    out = tmp_path / "out.png"
-    assert main(["upscale", str(src), str(out), "--scale", "2", "--weights", str(x2_weights)]) == 0
-    result = Image.open(out)
-    assert result.size == (22, 26)
-    assert result.mode == ("RGBA" if mode == "RGBA" else "RGB")
-
-
-def test_upscale_refuses_16_bit(tmp_path, x2_weights, capsys):
-    src = tmp_path / "deep.png"
-    Image.fromarray(np.full((8, 8), 40000, np.uint16)).save(src)
-    assert main(["upscale", str(src), str(tmp_path / "o.png"), "--scale", "2", "--weights", str(x2_weights)]) == 2
-    err = capsys.readouterr().err
-    assert "16-bit" in err and "8-bit" in err and len(err.strip().splitlines()) == 1
-
-
-def test_upscale_refuses_corrupt_and_oversize(tmp_path, x2_weights, capsys, monkeypatch, tiny_image):
-    bad = tmp_path / "bad.png"
-    bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    out = tmp_path / "o.png"
-    assert main(["upscale", str(bad), str(out), "--scale", "2", "--weights", str(x2_weights)]) == 2
-    assert "bad.png" in capsys.readouterr().err
-    big = tmp_path / "big.png"
-    Image.fromarray(tiny_image).save(big)
-    monkeypatch.setenv("COMPSRT_MAX_PIXELS", "100")
-    assert main(["upscale", str(big), str(out), "--scale", "2", "--weights", str(x2_weights)]) == 2
-    assert "COMPSRT_MAX_PIXELS" in capsys.readouterr().err
-    assert not out.exists() and not list(tmp_path.glob(".o.png*"))
 
 
 def test_console_script_help(capsys):

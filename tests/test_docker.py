@@ -3,8 +3,8 @@
 * hadolint on both Dockerfiles (no errors), shellcheck on the scripts;
 * every COPY/ADD source exists and is let through by the Dockerfile's own .dockerignore;
 * the base images are pinned, and docs/deploy.md names the same tags;
-* every ``compsrt <command>`` that the images, the scripts and docs/deploy.md call exists
-  (``python -m compsrt <command> --help`` exits 0), with the options they pass;
+* every ``compsrt <command>`` that the images, the scripts and docs/deploy.md call exists in the CLI's
+  parser, with the options they pass;
 * docker/build_engine.sh: its logic against a stub ``compsrt`` (steps, GPU gating, plugins,
   errors), then for real, outside Docker, up to the TensorRT-RTX engine build on the CPU;
 * docker/run.sh --dry-run: ``--gpus all`` on desktops, ``--runtime nvidia`` on Jetson.
@@ -47,43 +47,16 @@ def _tool(name: str) -> str | None:
 
 
 # ---------------------------------------------------------------------------------- Dockerfile parsing
-def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs with line continuations joined and comments dropped."""
-    out, buf = [], ""
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not buf and (not line or line.startswith("#")):
-            continue
-        if buf and line.startswith("#"):  # comment lines inside a continued instruction
-            continue
-        if line.endswith("\\"):
-            buf += line[:-1] + " "
-            continue
-        buf += line
-        if buf.strip():
-            word, _, rest = buf.strip().partition(" ")
-            out.append((word.upper(), rest.strip()))
-        buf = ""
-    return out
+def dockerfile_instructions(path: Path) -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
+    """(INSTRUCTION, flags, arguments) per instruction, by BuildKit's own parser (the ``dockerfile`` package)."""
+    parser = pytest.importorskip("dockerfile")
+    return [(c.cmd.upper(), c.flags, c.value) for c in parser.parse_file(str(path))]
 
 
 def copy_sources(path: Path) -> list[str]:
     """Build-context sources of every COPY/ADD (not those copying from another stage)."""
-    sources = []
-    for word, rest in dockerfile_instructions(path):
-        if word not in ("COPY", "ADD"):
-            continue
-        if rest.startswith("["):
-            args = json.loads(rest)
-        else:
-            args = shlex.split(rest)
-        flags = [a for a in args if a.startswith("--")]
-        if any(f.startswith("--from") for f in flags):
-            continue
-        args = [a for a in args if not a.startswith("--")]
-        assert len(args) >= 2, f"{path.name}: malformed {word} {rest}"
-        sources.extend(args[:-1])
-    return sources
+    return [src for word, flags, args in dockerfile_instructions(path) if word in ("COPY", "ADD")
+            and not any(f.startswith("--from") for f in flags) for src in args[:-1]]
 
 
 def dockerignore_allows(ignore_file: Path, rel: str) -> bool:
@@ -163,8 +136,8 @@ def test_base_images_pinned_and_documented(name):
     image = defaults[0]
     assert re.fullmatch(r"nvcr\.io/nvidia/[\w.-]+:[\w.-]+", image), image
     assert not image.endswith(":latest")
-    froms = [rest for word, rest in dockerfile_instructions(DOCKER / name) if word == "FROM"]
-    assert froms == ["${BASE_IMAGE}"], froms
+    froms = [args for word, _, args in dockerfile_instructions(DOCKER / name) if word == "FROM"]
+    assert froms == [("${BASE_IMAGE}",)], froms
     if DEPLOY_DOC.exists():
         doc = DEPLOY_DOC.read_text()
         assert image in doc, f"docs/deploy.md does not name {image} (the default base of docker/{name})"
@@ -236,11 +209,7 @@ def _doc_shell_blocks(md: str) -> str:
 def referenced_calls() -> dict[str, set[tuple[str, ...]]]:
     """{where: {(sub, *options)}} for the Dockerfiles, docker/*.sh and docs/deploy.md."""
     where: dict[str, set[tuple[str, ...]]] = {}
-    sources = [DOCKER / n for n in DOCKERFILES + SCRIPTS]
-    makefile = DOCKER / "Makefile"
-    if makefile.exists():
-        sources.append(makefile)
-    for path in sources:
+    for path in [DOCKER / n for n in DOCKERFILES + SCRIPTS]:
         for sub, opts in compsrt_calls(path.read_text()):
             where.setdefault(f"docker/{path.name}", set()).add((sub, *opts))
     if DEPLOY_DOC.exists():
@@ -250,10 +219,23 @@ def referenced_calls() -> dict[str, set[tuple[str, ...]]]:
 
 
 @functools.lru_cache(maxsize=None)
-def compsrt_help(sub: str) -> tuple[int, str]:
-    proc = subprocess.run([sys.executable, "-m", "compsrt", sub, "--help"], capture_output=True, text=True,
-                          cwd=REPO, timeout=120)
-    return proc.returncode, proc.stdout + proc.stderr
+def compsrt_help(sub: str) -> str | None:
+    """The ``--help`` text of ``compsrt <sub>`` from the CLI's own parser (None: no such command)."""
+    import argparse
+
+    from compsrt.cli import build_parser
+
+    subs = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return subs.choices[sub].format_help() if sub in subs.choices else None
+
+
+def lacking(sub: str, opts) -> list[str]:
+    """What of ``compsrt <sub> <opts>`` the CLI lacks: the command, or options its --help does not name."""
+    text = compsrt_help(sub)
+    if text is None:
+        return [f"`compsrt {sub}` (no such command)"]
+    return [f"`compsrt {sub} {o}` (option not in `compsrt {sub} --help`)" for o in opts
+            if o.startswith("--") and o != "--help" and not re.search(rf"(?<![\w-]){re.escape(o)}(?![\w-])", text)]
 
 
 def test_extraction_finds_the_calls():
@@ -269,18 +251,8 @@ def test_extraction_finds_the_calls():
 
 def test_compsrt_commands_called_by_images_scripts_and_docs_exist():
     """Fails until every command and option the Docker side uses is in the CLI (drift check)."""
-    missing = []
-    for where, calls in sorted(referenced_calls().items()):
-        for sub, *opts in sorted(calls):
-            rc, text = compsrt_help(sub)
-            if rc != 0:
-                msg = f"{where}: `compsrt {sub}` (`python -m compsrt {sub} --help` exits {rc})"
-                if msg not in missing:
-                    missing.append(msg)
-                continue
-            for opt in opts:
-                if opt != "--help" and not re.search(rf"(?<![\w-]){re.escape(opt)}(?![\w-])", text):
-                    missing.append(f"{where}: `compsrt {sub} {opt}` (option not in `compsrt {sub} --help`)")
+    missing = sorted({f"{where}: {m}" for where, calls in referenced_calls().items()
+                      for sub, *opts in calls for m in lacking(sub, opts)})
     assert not missing, "commands/options used under docker/ or in docs/deploy.md that the CLI lacks:\n  " + \
         "\n  ".join(missing)
 
@@ -398,14 +370,7 @@ def test_build_engine_calls_only_existing_commands_and_options(stub):
                        "--workspace", "64", "--tile", "64", "--batch", "1", "--size", "64x64", "--plugins", str(lib))
     assert proc.returncode == 0, proc.stderr
     assert [c[0] for c in calls] == ["build", "profile", "selftest"]
-    problems = []
-    for sub, *args in calls:
-        rc, text = compsrt_help(sub)
-        if rc != 0:
-            problems.append(f"`compsrt {sub}` missing (exit {rc})")
-            continue
-        problems += [f"`compsrt {sub} {a}` not in its --help" for a in args
-                     if a.startswith("--") and not re.search(rf"(?<![\w-]){re.escape(a)}(?![\w-])", text)]
+    problems = [m for sub, *args in calls for m in lacking(sub, args)]
     assert not problems, "docker/build_engine.sh calls what the CLI lacks:\n  " + "\n  ".join(problems)
 
 
@@ -496,15 +461,11 @@ def _tiny_onnx(path: Path) -> Path:
 def _require_real_build():
     if not _have_tensorrt_rtx():
         pytest.skip("tensorrt_rtx is not importable (pip install tensorrt-rtx-cu13==1.7.1.116)")
-    rc, _ = compsrt_help("build")
-    if rc != 0:
-        pytest.skip("`compsrt build` is not in the CLI yet (test_compsrt_commands_called_by_images_scripts_"
-                    "and_docs_exist reports it)")
 
 
 def _run_build_engine(onnx_path: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMPSRT")}
-    env.update(COMPSRT=f"{sys.executable} -m compsrt", PYTHONPATH=str(REPO))
+    env.update(COMPSRT=f"{sys.executable} -m compsrt", PYTHONPATH=str(REPO))  # the checkout, installed or not
     return subprocess.run(["bash", str(BUILD_ENGINE), "--onnx", str(onnx_path), "--out-dir", str(out),
                            "--gpu", "0", *extra], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
 
@@ -530,12 +491,10 @@ def test_build_engine_script_on_an_export(tmp_path):
     few seconds; `compsrt export` of the full model takes ~15 s and its CPU build ~20 s on 2 cores.
     """
     _require_real_build()
-    torch = pytest.importorskip("torch")
-    try:
-        from compsrt.export.exporter import ExportOptions, export_model
-        from compsrt.models.swinir import SwinIR, SwinIRConfig
-    except ImportError as exc:
-        pytest.skip(f"the export package is not importable yet: {exc}")
+    import torch
+
+    from compsrt.export.exporter import ExportOptions, export_model
+    from compsrt.models.swinir import SwinIR, SwinIRConfig
 
     torch.manual_seed(0)
     model = SwinIR(SwinIRConfig(scale=2, embed_dim=12, depths=(1,), num_heads=(2,))).eval()

@@ -242,6 +242,27 @@ def test_site_parity_forced_codes_flip_only_at_rounding_boundaries(q4, q4_matmul
     assert rb["forced"]["first_off_boundary_site"] == site and rb["forced"]["off_boundary"] > 0
 
 
+def test_run_parity_end_to_end_on_the_runtime_tiler(q4, tmp_path):
+    """`export-parity` on a synthetic one-image benchmark: export, both sides through the runtime's tiler on the
+    graph's tiles (an image that is no multiple of the tile), the noise floor and the site check."""
+    from PIL import Image
+
+    from compsrt.calibration.checkpoint import save_checkpoint
+    from compsrt.runtime.parity import format_parity, run_parity
+
+    ckpt = save_checkpoint(q4, {"scale": 2}, tmp_path / "q4.pt")
+    rng = np.random.default_rng(3)
+    (tmp_path / "Tiny" / "HR").mkdir(parents=True)
+    (tmp_path / "Tiny" / "LR_bicubic" / "X2").mkdir(parents=True)
+    Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(tmp_path / "Tiny" / "HR" / "a.png")
+    Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(tmp_path / "Tiny" / "LR_bicubic" / "X2" / "ax2.png")
+    r = run_parity(ckpt, TILE, "Tiny", data_root=tmp_path)
+    assert r["mode"] == "deploy" and r["bits"] == 4 and r["n_values"] == 40 * 48 * 3 and len(r["images"]) == 1
+    assert abs(r["psnr_diff"]) < 0.05 and r["frac_off"] <= 1e-2, r
+    assert r["floor"]["n_off"] <= r["n_values"] and r["site_check"]["forced"]["off_boundary"] == 0
+    assert "mean PSNR torch" in format_parity(r)
+
+
 def test_parity_session_uses_basic_graph_optimisations(q4_matmul):
     """export-parity must run the graph as written (ORT_ENABLE_ALL fuses Q/DQ + MatMul into integer kernels)."""
     import onnxruntime as ort

@@ -1,4 +1,4 @@
-"""Runtime: tiling, backends (torch / ONNX Runtime), upscale CLI, engine build + sidecar checks, profile.
+"""Runtime: tiling, backends (torch / ONNX Runtime), engine build + sidecar checks, profile (upscale CLI: test_upscale.py).
 
 Fast by construction: a reduced-depth SwinIR (one RSTB of 2 blocks) and tiles of 24-32.
 """
@@ -18,35 +18,9 @@ from compsrt.models.swinir import SwinIR, SwinIRConfig
 from compsrt.runtime.backends import OrtBackend, TorchBackend
 from compsrt.runtime.tiling import axis_weights, plan, tile_starts
 from compsrt.runtime.upscaler import TiledUpscaler
-from tests.conftest import tiny_swinir
+from tests.conftest import RUNTIME_TILE
 
-TILE = 32
-
-
-@pytest.fixture(scope="module")
-def tiny_model():
-    return tiny_swinir()
-
-
-@pytest.fixture(scope="module")
-def tiny_onnx(tiny_model, tmp_path_factory):
-    """The tiny model exported at a fixed 32x32 tile, batch 2 (stand-in for `compsrt export` output)."""
-    import warnings
-
-    from compsrt.export.exporter import ExportOptions, export_model
-
-    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export_model(tiny_model, path, ExportOptions(tile=(TILE, TILE), batch=2, hadamard="matmul"))
-    return path
-
-
-@pytest.fixture(scope="module")
-def image():
-    rng = np.random.default_rng(1)
-    small = rng.integers(0, 256, (15, 19, 3), dtype=np.uint8)
-    return np.asarray(Image.fromarray(small).resize((75, 58), Image.BICUBIC))  # smooth-ish, not window multiples
+TILE = RUNTIME_TILE
 
 
 def interior_mask(grid, scale):
@@ -157,45 +131,6 @@ def test_set5_tiled_vs_whole_small(shared_data):
     w = evaluate_dataset(root, "Set5", 4, TiledUpscaler(b, tile=0).upscale_array, "whole", progress=False)
     t = evaluate_dataset(root, "Set5", 4, TiledUpscaler(b, tile=TILE, overlap=16, batch=8).upscale_array, "t", progress=False)
     assert w.n == 5 and abs(t.psnr - w.psnr) < 0.01
-
-
-# ------------------------------------------------------------------------------------------ upscale
-def _save(path, arr, mode=None):
-    img = Image.fromarray(arr)
-    if mode:
-        img = img.convert(mode)
-    img.save(path)
-    return path
-
-
-def test_upscale_cli_file_dir_and_errors(tmp_path, tiny_onnx, image, capsys):
-    src = _save(tmp_path / "a.png", image)
-    out = tmp_path / "a_x2.png"
-    assert main(["upscale", str(src), str(out), "--onnx", str(tiny_onnx)]) == 0
-    assert Image.open(out).size == (150, 116)
-    # directory: two images (one RGBA, one greyscale JPEG) and one corrupt file
-    d = tmp_path / "in"
-    d.mkdir()
-    rgba = np.dstack([image, np.full(image.shape[:2], 77, np.uint8)])
-    Image.fromarray(rgba, "RGBA").save(d / "b.png")
-    _save(d / "c.jpg", image, "L")
-    (d / "zz.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
-    od = tmp_path / "out"
-    assert main(["upscale", str(d), str(od), "--onnx", str(tiny_onnx), "--ext", ".png"]) == 2
-    err = capsys.readouterr().err
-    assert "zz.png" in err and "1 of 3 images failed" in err
-    assert Image.open(od / "b.png").mode == "RGBA" and Image.open(od / "c.png").size == (150, 116)
-    assert not list(od.glob(".*"))  # no partial files
-    # one-line errors
-    assert main(["upscale", str(d / "zz.png"), str(tmp_path / "o.png"), "--onnx", str(tiny_onnx)]) == 2
-    assert len(capsys.readouterr().err.strip().splitlines()) == 1
-    assert main(["upscale", str(src), str(tmp_path / "o.png"), "--onnx", str(tiny_onnx), "--max-pixels", "100"]) == 2
-    assert "COMPSRT_MAX_PIXELS" in capsys.readouterr().err
-    assert main(["upscale", str(src), str(tmp_path / "o.gif"), "--onnx", str(tiny_onnx)]) == 2
-    assert "extensions" in capsys.readouterr().err
-    assert main(["upscale", str(src), str(tmp_path / "o.png"), "--onnx", str(tiny_onnx), "--checkpoint", "x"]) == 2
-    assert "only one of" in capsys.readouterr().err
-    assert not (tmp_path / "o.png").exists()
 
 
 def test_fixed_batch_padding(tiny_onnx):

@@ -7,7 +7,8 @@ Two formulations share one code path:
   clamped integer codes, activation offsets folded into biases). See :mod:`compsrt.calibration.deploy`.
 
 Entry points: :func:`compsrt.calibration.distill.calibrate`,
-:func:`compsrt.calibration.checkpoint.load_compressed_model`, :func:`compsrt.calibration.deploy.deploy_sites`.
+:func:`compsrt.calibration.checkpoint.load_model` (any model file); the export sees the quantized modules
+through the site contract (:mod:`compsrt.sites`, answered by :mod:`compsrt.calibration.deploy`).
 """
 
 __all__ = ["QuantConfig", "quantize_model"]

@@ -5,6 +5,8 @@
   plugin or constant MatMul) and symmetric INT8-container Q/DQ pairs for the quantized sites.
 * :func:`compsrt.export.inspect.inspect_model`: Q/DQ and Hadamard counts, per-MatMul/Conv precision,
   weight bytes by dtype.
-* :func:`compsrt.export.trt_check.parse_and_build`: TensorRT(-RTX) parser + builder check.
-* :mod:`compsrt.export.parity`: ONNX Runtime vs the deploy-mode PyTorch simulation on real images.
+
+The quantized sites come through the site contract (:mod:`compsrt.sites`), never the calibration classes.
+The TensorRT parse check (:func:`compsrt.runtime.engine.parse_and_build`) and the parity with ONNX Runtime
+(:mod:`compsrt.runtime.parity`) run exported graphs, so they live in the runtime.
 """
