@@ -112,10 +112,10 @@ def read_model_file(path: str | os.PathLike, what: str = "model file") -> ModelF
         return ModelFile(path, PACKED)
     expected = "expected SwinIR-light weights (official .pth state dict) or a compressed checkpoint from `compsrt calibrate`"
     if not head:
-        raise CompsrtError(f"{what} {path} is empty (0 bytes); {expected}")
+        raise CompsrtError(f"cannot read {what} {path}: it is empty (0 bytes); {expected}")
     if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save writes a zip archive, or a legacy pickle
-        kind = next((k for m, k in FILE_MAGICS.items() if head.startswith(m)), "not a file written by torch.save")
-        raise CompsrtError(f"{what} {path} is {kind}, not a PyTorch file; {expected}")
+        kind = next((k for m, k in FILE_MAGICS.items() if head.startswith(m)), "no file written by torch.save")
+        raise CompsrtError(f"cannot read {what} {path}: it is {kind}, not a PyTorch file; {expected}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated zips, non-tensor payloads
