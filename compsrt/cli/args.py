@@ -53,17 +53,17 @@ def deprecated(old: str, new: str) -> None:
 
 
 # -- sizes -------------------------------------------------------------------------------------------------
-def parse_size(text: str, flag: str = "--size", allow_square: bool = False) -> tuple[int, int]:
+def parse_size(text: str, allow_square: bool = False) -> tuple[int, int]:
     """``"WxH"`` (or ``"N"`` when ``allow_square``) -> (w, h), positive."""
     t = str(text).lower().replace("×", "x")
     m = re.fullmatch(r"(-?\d+)x(-?\d+)", t) or (re.fullmatch(r"(-?\d+)", t) if allow_square else None)
     if not m:
         form = "N or WxH, e.g. 64 or 96x64" if allow_square else "WxH, e.g. 320x180"
-        raise argparse.ArgumentTypeError(f"{flag} takes {form}, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {form}, got {text!r}")
     w = int(m.group(1))
     h = int(m.group(2)) if m.lastindex == 2 else w
     if w <= 0 or h <= 0:
-        raise argparse.ArgumentTypeError(f"{flag} must be positive, got {text!r}")
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
     return w, h
 
 
@@ -73,7 +73,7 @@ def size_arg(text: str) -> tuple[int, int]:
 
 def parse_tile(text: str) -> tuple[int, int]:
     """``"64"`` or ``"96x64"`` (W x H) -> (h, w), the order of the sidecars and the tiler."""
-    w, h = parse_size(text, "--tile", allow_square=True)
+    w, h = parse_size(text, allow_square=True)
     return h, w
 
 
@@ -85,7 +85,7 @@ def tile_arg(text: str):
 def square_tile_arg(text: str) -> int:
     h, w = parse_tile(text)
     if h != w:
-        raise argparse.ArgumentTypeError(f"--tile here is one square size N, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected one square size N here, got {text!r}")
     return h
 
 
@@ -110,9 +110,9 @@ class TileAction(argparse.Action):
                 tile = (int(values[0]), int(values[1]))
                 deprecated(f"--tile {values[0]} {values[1]} (H W)", f"--tile {fmt_tile(tile)} (W x H)")
                 if min(tile) <= 0:
-                    raise argparse.ArgumentTypeError(f"--tile must be positive, got {' '.join(values)!r}")
+                    raise argparse.ArgumentTypeError(f"sizes must be positive, got {' '.join(values)!r}")
             else:
-                raise argparse.ArgumentTypeError(f"--tile takes N or WxH, e.g. 64 or 96x64, got {' '.join(values)!r}")
+                raise argparse.ArgumentTypeError(f"expected N or WxH, e.g. 64 or 96x64, got {' '.join(values)!r}")
         except argparse.ArgumentTypeError as exc:
             raise argparse.ArgumentError(self, str(exc)) from None
         setattr(namespace, self.dest, tile)
