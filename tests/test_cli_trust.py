@@ -222,9 +222,12 @@ def test_failed_build_leaves_no_files(files, tmp_path, capsys, case):
     ["profile", "--checkpoint", "{x4_pt}", "--scale", "3", "--size", "16x16"],
     ["profile", "--backend", "onnxruntime", "--onnx", "{x2_onnx}", "--scale", "3", "--size", "16x16"],
     ["eval", "--quant", "{x4_pt}", "--scale", "2", "--datasets", "Set5"],
+    ["upscale", "{image}", "{tmp}/o.png", "--weights", "{x2_pth}", "--scale", "4"],
+    ["eval", "--weights", "{x2_pth}", "--scale", "3", "--datasets", "Set5"],
 ])
-def test_conflicting_scale_refused(files, tmp_path, capsys, argv):
-    argv = [a.format(tmp=tmp_path, **{k.replace(".", "_"): str(v) for k, v in files.items()}) for a in argv]
+def test_conflicting_scale_refused(files, x2_weights, tmp_path, capsys, argv):
+    names = {k.replace(".", "_"): str(v) for k, v in files.items()}
+    argv = [a.format(tmp=tmp_path, x2_pth=x2_weights, **names) for a in argv]
     err = _one_line_error(capsys, argv)
     assert re.search(r"is a x\d model; pass --scale \d or omit --scale", err), err
     assert not (tmp_path / "o.png").exists()

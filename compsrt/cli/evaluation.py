@@ -16,6 +16,10 @@ def _eval_model(args: argparse.Namespace):
         from ..models.weights import load_swinir
 
         scale = args.scale or 4
+        if args.weights is not None:
+            from ..models.weights import read_state_dict, scale_of_state_dict
+
+            scale = check_scale(args.scale, scale_of_state_dict(read_state_dict(args.weights)) or scale, args.weights)
         return load_swinir(scale, args.weights, sha256=args.weights_sha256), f"swinir-light-x{scale}", scale
     from ..calibration.checkpoint import load_model
 
