@@ -6,7 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import CompsrtError
 from .args import DeprecatedAlias, TileAction, add_json_flag, existing, fmt_tile, positive_int
 
 CHECKPOINT_FILE = existing("checkpoint", "pass SwinIR-light .pth weights or a checkpoint from `compsrt calibrate`")
