@@ -181,7 +181,10 @@ def run_pipeline(opts: PipelineOptions) -> int:
 
         plan = out / f"swinir_x{scale}_w4a4.plan"
         try:
-            r = build_engine(plugin_onnx, plan, plugins="python")
+            from .cli.args import Spinner
+
+            with Spinner(f"   building {plan.name} (TensorRT's builder)"):
+                r = build_engine(plugin_onnx, plan, plugins="python")
             engine_info = {"built": True, "path": str(plan), "bytes": r.sidecar["engine_bytes"],
                            "tensorrt": r.sidecar["tensorrt"], "seconds": r.seconds}
             print(f"   {plan}: {r.sidecar['engine_bytes']:,} bytes ({r.sidecar['tensorrt']['module']} "
