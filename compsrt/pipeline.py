@@ -81,82 +81,91 @@ class PipelineOptions:
     image: Path | None = None  # default: the bundled sample
 
 
-def run_pipeline(opts: PipelineOptions) -> int:
-    from .images import load_image, save_image
-    from .models.weights import load_swinir, resolve_weights
-    from .paths import benchmarks_dir, data_root
-    from .runtime.backends import OrtBackend, TorchBackend, torch_checkpoint_backend
-    from .runtime.profile import SAMPLE, plot, profile, summary_text
-    from .runtime.upscaler import TiledUpscaler
+@dataclass
+class _Run:
+    """What the steps hand each other."""
 
-    out = Path(opts.out)
-    out.mkdir(parents=True, exist_ok=True)
-    scale, tile = opts.scale, opts.tile
-    t_all = time.perf_counter()
-    summary: dict = {"scale": scale, "tile": tile, "steps": {}}
+    opts: PipelineOptions
+    out: Path
+    summary: dict
+    started: float = 0.0  # perf_counter at the start of the current step
+    ckpt: Path | None = None
+    onnx: Path | None = None
+    plugin_onnx: Path | None = None
+    trt: object = None
+    src: Path | None = None
+    image: object = None
+    ort_up: object = None
+    sr_ort: np.ndarray | None = None
+
+
+def _calibrate(run: _Run) -> None:
     from .calibration.distill import DistillSettings
     from .calibration.pipeline import compress
     from .calibration.qmodel import QuantConfig
-    from .runtime.compare import compare
+    from .paths import data_root
+
+    opts = run.opts
+    run.ckpt = run.out / f"swinir_x{opts.scale}_w4a4.pt"
+    settings = DistillSettings(iters=opts.iters, batch=2, patch=opts.patch, dobi_batch=2, cuda_graph=False,
+                               log_every=10, deadline=time.time() + opts.calib_seconds)
+    with _mini_data(data_root(), opts.train_images) as data:
+        meta = compress(opts.scale, QuantConfig(bits=4, mode="deploy"), run.ckpt, settings, data=data,
+                        device=opts.device, progress=True)
+    log = meta.get("log", {})
+    run.summary["calibration"] = {"iters_done": log.get("iters_done"), "train_images": opts.train_images,
+                                  "stopped_early": log.get("stopped_early")}
+    say(str(run.ckpt), calibration_line(log, opts.iters, opts.calib_seconds, time.perf_counter() - run.started))
+
+
+def _export(run: _Run) -> None:
     from .export.exporter import ExportOptions, export_checkpoint
 
-    # 1. calibration
-    t = _step(f"1/6 calibrate: 4-bit deploy, x{scale}, {opts.iters} iterations (budget {opts.calib_seconds} s)")
-    ckpt = out / f"swinir_x{scale}_w4a4.pt"
-    settings = DistillSettings(iters=opts.iters, batch=2, patch=opts.patch, dobi_batch=2, cuda_graph=False, log_every=10,
-                               deadline=time.time() + opts.calib_seconds)
-    with _mini_data(data_root(), opts.train_images) as data:
-        meta = compress(scale, QuantConfig(bits=4, mode="deploy"), ckpt, settings, data=data, device=opts.device,
-                        progress=True)
-    log = meta.get("log", {})
-    summary["steps"]["calibrate"] = time.perf_counter() - t
-    summary["calibration"] = {"iters_done": log.get("iters_done"), "train_images": opts.train_images,
-                              "stopped_early": log.get("stopped_early")}
-    say(str(ckpt), calibration_line(log, opts.iters, opts.calib_seconds, summary["steps"]["calibrate"]))
-
-    # 2. export
-    t = _step(f"2/6 export: ONNX, tile {tile}x{tile}, batch 1")
-    onnx_path = out / f"swinir_x{scale}_w4a4.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export_checkpoint(ckpt, onnx_path, ExportOptions(tile=(tile, tile), batch=1, hadamard="matmul"))
-    trt = None
+    scale, tile = run.opts.scale, run.opts.tile
+    run.onnx = run.out / f"swinir_x{scale}_w4a4.onnx"
+    variants = [(run.onnx, "matmul")]
     try:
         from .plugins.trt_compat import import_tensorrt
 
-        trt = import_tensorrt()
+        run.trt = import_tensorrt()
+        run.plugin_onnx = run.out / f"swinir_x{scale}_w4a4_plugin.onnx"
+        variants.append((run.plugin_onnx, "plugin"))
     except ImportError:
         pass
-    plugin_onnx = None
-    if trt is not None:
-        plugin_onnx = out / f"swinir_x{scale}_w4a4_plugin.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            export_checkpoint(ckpt, plugin_onnx, ExportOptions(tile=(tile, tile), batch=1, hadamard="plugin"))
-    summary["steps"]["export"] = time.perf_counter() - t
-    print(f"   {onnx_path}" + (f", {plugin_onnx}" if plugin_onnx else ""))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for path, hadamard in variants:
+            export_checkpoint(run.ckpt, path, ExportOptions(tile=(tile, tile), batch=1, hadamard=hadamard))
+    print("   " + ", ".join(str(p) for p, _ in variants))
 
-    # 3. inference on the sample: ONNX Runtime (compressed), torch fake-quant, torch FP
-    t = _step("3/6 ONNX Runtime inference on the sample image")
-    src = Path(opts.image or SAMPLE)
-    img = load_image(src)
-    ort_up = TiledUpscaler(OrtBackend(onnx_path))
-    sr_ort = ort_up.upscale(img.rgb).rgb
-    save_image(out / f"{src.stem}_x{scale}_onnxruntime.png", sr_ort)
+
+def _infer(run: _Run) -> None:
+    """ONNX Runtime (compressed), torch fake-quant and torch FP on the sample; FP and ORT on the smallest Set5."""
+    from .evaluation.metrics import score_y
+    from .images import load_image, save_image
+    from .models.weights import load_swinir
+    from .paths import benchmarks_dir
+    from .runtime.backends import OrtBackend, TorchBackend, torch_checkpoint_backend
+    from .runtime.compare import compare
+    from .runtime.profile import SAMPLE
+    from .runtime.upscaler import TiledUpscaler
+
+    opts, out, scale = run.opts, run.out, run.opts.scale
+    run.src = Path(opts.image or SAMPLE)
+    img = run.image = load_image(run.src)
+    run.ort_up = TiledUpscaler(OrtBackend(run.onnx))
+    sr_ort = run.sr_ort = run.ort_up.upscale(img.rgb).rgb
+    save_image(out / f"{run.src.stem}_x{scale}_onnxruntime.png", sr_ort)
     fp = TorchBackend(load_swinir(scale))
     sr_fp = TiledUpscaler(fp, tile=0).upscale(img.rgb).rgb
-    save_image(out / f"{src.stem}_x{scale}_fp.png", sr_fp)
-    fq = torch_checkpoint_backend(ckpt)
-    sr_fq = TiledUpscaler(fq, tile=tile).upscale(img.rgb).rgb
-    summary["sample"] = {"image": str(src), "size": list(img.rgb.shape[:2][::-1]),
-                         "psnr_onnxruntime_vs_fp_db": compare(sr_ort, sr_fp)["psnr_db"],
-                         "psnr_fakequant_vs_fp_db": compare(sr_fq, sr_fp)["psnr_db"],
-                         "psnr_onnxruntime_vs_fakequant_db": compare(sr_ort, sr_fq)["psnr_db"]}
-    # ground truth: the smallest Set5 images
+    save_image(out / f"{run.src.stem}_x{scale}_fp.png", sr_fp)
+    sr_fq = TiledUpscaler(torch_checkpoint_backend(run.ckpt), tile=opts.tile).upscale(img.rgb).rgb
+    run.summary["sample"] = {"image": str(run.src), "size": list(img.rgb.shape[:2][::-1]),
+                             "psnr_onnxruntime_vs_fp_db": compare(sr_ort, sr_fp)["psnr_db"],
+                             "psnr_fakequant_vs_fp_db": compare(sr_fq, sr_fp)["psnr_db"],
+                             "psnr_onnxruntime_vs_fakequant_db": compare(sr_ort, sr_fq)["psnr_db"]}
     bench = benchmarks_dir()
-    if (bench / "Set5").is_dir():
-        from .evaluation.metrics import score_y
-
+    if (bench / "Set5").is_dir():  # ground truth: the smallest Set5 images
         hr_dir, lr_dir = bench / "Set5" / "HR", bench / "Set5" / "LR_bicubic" / f"X{scale}"
         lrs = sorted(lr_dir.glob("*.png"), key=lambda p: load_image(p).rgb.size)[: opts.eval_images]
         rows = {"fp": [], "onnxruntime": []}
@@ -164,74 +173,83 @@ def run_pipeline(opts: PipelineOptions) -> int:
             lr = load_image(lr_p).rgb
             hr = load_image(hr_dir / (lr_p.stem[: -len(f"x{scale}")] + ".png")).rgb
             rows["fp"].append(score_y(TiledUpscaler(fp, tile=0).upscale(lr).rgb, hr, scale)[0])
-            rows["onnxruntime"].append(score_y(ort_up.upscale(lr).rgb, hr, scale)[0])
-        summary["set5_subset"] = {"images": [p.stem for p in lrs], "psnr_y_fp_db": float(np.mean(rows["fp"])),
-                                  "psnr_y_w4a4_onnxruntime_db": float(np.mean(rows["onnxruntime"]))}
-    summary["steps"]["inference"] = time.perf_counter() - t
+            rows["onnxruntime"].append(score_y(run.ort_up.upscale(lr).rgb, hr, scale)[0])
+        run.summary["set5_subset"] = {"images": [p.stem for p in lrs], "psnr_y_fp_db": float(np.mean(rows["fp"])),
+                                      "psnr_y_w4a4_onnxruntime_db": float(np.mean(rows["onnxruntime"]))}
 
-    # 4. engine
-    t = _step("4/6 TensorRT engine")
-    engine_info = {"built": False}
-    if trt is None:
+
+def _engine(run: _Run) -> None:
+    info = {"built": False}
+    run.summary["engine"] = info
+    if run.trt is None:
         print("   skipped: no TensorRT importable (pip install tensorrt-rtx-cu13==1.7.1.116, or tensorrt)")
-        engine_info["reason"] = "no TensorRT importable"
-    else:
-        from .runtime.backends.trt import TrtBackend
-        from .runtime.engine import build_engine
+        info["reason"] = "no TensorRT importable"
+        return
+    from .images import save_image
+    from .runtime.backends.trt import TrtBackend
+    from .runtime.compare import compare
+    from .runtime.engine import build_engine
+    from .runtime.upscaler import TiledUpscaler
 
-        plan = out / f"swinir_x{scale}_w4a4.plan"
-        try:
-            from .cli.args import Spinner
+    plan = run.out / f"swinir_x{run.opts.scale}_w4a4.plan"
+    try:
+        from .cli.args import Spinner
 
-            with Spinner(f"   building {plan.name} (TensorRT's builder)"):
-                r = build_engine(plugin_onnx, plan, plugins="python")
-            engine_info = {"built": True, "path": str(plan), "bytes": r.sidecar["engine_bytes"],
-                           "tensorrt": r.sidecar["tensorrt"], "seconds": r.seconds}
-            print(f"   {plan}: {r.sidecar['engine_bytes']:,} bytes ({r.sidecar['tensorrt']['module']} "
-                  f"{r.sidecar['tensorrt']['version']}, {r.seconds:.1f} s)")
-            try:
-                with TrtBackend(plan) as tb:
-                    sr_trt = TiledUpscaler(tb).upscale(img.rgb).rgb
-                engine_info["psnr_trt_vs_onnxruntime_db"] = compare(sr_trt, sr_ort)["psnr_db"]
-                save_image(out / f"{src.stem}_x{scale}_tensorrt.png", sr_trt)
-            except CompsrtError as exc:
-                engine_info["execution"] = f"not run: {exc}"
-                say("execution not run here", str(exc))
-        except CompsrtError as exc:
-            engine_info["error"] = str(exc)
-            say("build failed", str(exc))
-    summary["engine"] = engine_info
-    summary["steps"]["engine"] = time.perf_counter() - t
+        with Spinner(f"   building {plan.name} (TensorRT's builder)"):
+            r = build_engine(run.plugin_onnx, plan, plugins="python")
+    except CompsrtError as exc:
+        info["error"] = str(exc)
+        say("build failed", str(exc))
+        return
+    info.update(built=True, path=str(plan), bytes=r.sidecar["engine_bytes"], tensorrt=r.sidecar["tensorrt"],
+                seconds=r.seconds)
+    print(f"   {plan}: {r.sidecar['engine_bytes']:,} bytes ({r.sidecar['tensorrt']['module']} "
+          f"{r.sidecar['tensorrt']['version']}, {r.seconds:.1f} s)")
+    try:
+        with TrtBackend(plan) as tb:
+            sr_trt = TiledUpscaler(tb).upscale(run.image.rgb).rgb
+        info["psnr_trt_vs_onnxruntime_db"] = compare(sr_trt, run.sr_ort)["psnr_db"]
+        save_image(run.out / f"{run.src.stem}_x{run.opts.scale}_tensorrt.png", sr_trt)
+    except CompsrtError as exc:
+        info["execution"] = f"not run: {exc}"
+        say("execution not run here", str(exc))
 
-    # 5. profile
-    t = _step("5/6 profile (ONNX Runtime, CPU)")
-    w, h = img.rgb.shape[1], img.rgb.shape[0]
-    p = profile(ort_up, (w, h), iters=opts.profile_iters, warmup=1, source=src, label="onnxruntime-cpu-w4a4", progress=False)
-    atomic_write_text(out / "profile_onnxruntime.json", json.dumps(p, indent=1))
-    plot([p], out / "profile_onnxruntime.png")
+
+def _profile(run: _Run) -> None:
+    from .runtime.profile import plot, profile, summary_text
+
+    h, w = run.image.rgb.shape[:2]
+    p = profile(run.ort_up, (w, h), iters=run.opts.profile_iters, warmup=1, source=run.src,
+                label="onnxruntime-cpu-w4a4", progress=False)
+    atomic_write_text(run.out / "profile_onnxruntime.json", json.dumps(p, indent=1))
+    plot([p], run.out / "profile_onnxruntime.png")
     print(summary_text(p))
-    summary["profile"] = {"end_to_end_p50_ms": p["end_to_end_ms"]["p50"],
-                          "compute_mean_ms": p["stages"]["compute"]["mean_ms"],
-                          "images_per_s": p["throughput"]["images_per_s"]}
-    summary["steps"]["profile"] = time.perf_counter() - t
+    run.summary["profile"] = {"end_to_end_p50_ms": p["end_to_end_ms"]["p50"],
+                              "compute_mean_ms": p["stages"]["compute"]["mean_ms"],
+                              "images_per_s": p["throughput"]["images_per_s"]}
 
-    # 6. summary
-    sizes = {"fp_weights_bytes": resolve_weights(scale).stat().st_size, "checkpoint_bytes": ckpt.stat().st_size,
-             "onnx_bytes": onnx_path.stat().st_size}
+
+def _sizes(run: _Run) -> dict:
+    from .models.weights import resolve_weights
+
+    scale = run.opts.scale
+    sizes = {"fp_weights_bytes": resolve_weights(scale).stat().st_size, "checkpoint_bytes": run.ckpt.stat().st_size,
+             "onnx_bytes": run.onnx.stat().st_size}
     try:
         from .calibration.checkpoint import pack_file
 
-        stats = pack_file(ckpt, out / f"swinir_x{scale}_w4a4.csrt")
-        sizes["packed_bytes"] = (out / f"swinir_x{scale}_w4a4.csrt").stat().st_size
-        sizes["packed_stats"] = stats
+        packed = run.out / f"swinir_x{scale}_w4a4.csrt"
+        sizes["packed_stats"] = pack_file(run.ckpt, packed)
+        sizes["packed_bytes"] = packed.stat().st_size
     except Exception as exc:  # packing is informative only
         sizes["packed_error"] = f"{exc.__class__.__name__}: {exc}"
-    if engine_info.get("built"):
-        sizes["engine_bytes"] = engine_info["bytes"]
-    summary["sizes"] = sizes
-    summary["seconds_total"] = time.perf_counter() - t_all
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
-    _step("6/6 summary")
+    if run.summary["engine"].get("built"):
+        sizes["engine_bytes"] = run.summary["engine"]["bytes"]
+    return sizes
+
+
+def _report(run: _Run) -> None:
+    summary, sizes = run.summary, run.summary["sizes"]
     s = summary["sample"]
     print(f"   PSNR on {Path(s['image']).name} vs FP model: ONNX Runtime W4A4 {s['psnr_onnxruntime_vs_fp_db']:.2f} dB, "
           f"torch fake-quant {s['psnr_fakequant_vs_fp_db']:.2f} dB (ORT vs fake-quant {s['psnr_onnxruntime_vs_fakequant_db']:.2f} dB)")
@@ -245,7 +263,35 @@ def run_pipeline(opts: PipelineOptions) -> int:
     if "engine_bytes" in sizes:
         line += f", engine {sizes['engine_bytes'] / 1e6:.2f} MB"
     print(line)
-    print(f"   latency (ONNX Runtime, this CPU, {w}x{h} -> x{scale}): end-to-end p50 "
+    h, w = run.image.rgb.shape[:2]
+    print(f"   latency (ONNX Runtime, this CPU, {w}x{h} -> x{run.opts.scale}): end-to-end p50 "
           f"{summary['profile']['end_to_end_p50_ms']:.0f} ms, compute {summary['profile']['compute_mean_ms']:.0f} ms")
-    print(f"   total {summary['seconds_total']:.0f} s; outputs in {out}/ (summary.json)")
+    print(f"   total {summary['seconds_total']:.0f} s; outputs in {run.out}/ (summary.json)")
+
+
+STEPS = (  # (summary key, title, step)
+    ("calibrate", lambda o: f"calibrate: 4-bit deploy, x{o.scale}, {o.iters} iterations (budget {o.calib_seconds} s)",
+     _calibrate),
+    ("export", lambda o: f"export: ONNX, tile {o.tile}x{o.tile}, batch 1", _export),
+    ("inference", lambda o: "ONNX Runtime inference on the sample image", _infer),
+    ("engine", lambda o: "TensorRT engine", _engine),
+    ("profile", lambda o: "profile (ONNX Runtime, CPU)", _profile),
+)
+
+
+def run_pipeline(opts: PipelineOptions) -> int:
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_all = time.perf_counter()
+    run = _Run(opts, out, {"scale": opts.scale, "tile": opts.tile, "steps": {}})
+    n = len(STEPS) + 1
+    for i, (key, title, step) in enumerate(STEPS, 1):
+        run.started = _step(f"{i}/{n} {title(opts)}")
+        step(run)
+        run.summary["steps"][key] = time.perf_counter() - run.started
+    run.summary["sizes"] = _sizes(run)
+    run.summary["seconds_total"] = time.perf_counter() - t_all
+    atomic_write_text(out / "summary.json", json.dumps(run.summary, indent=1, default=str))
+    _step(f"{n}/{n} summary")
+    _report(run)
     return 0
