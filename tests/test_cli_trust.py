@@ -321,6 +321,13 @@ def test_every_option_has_help_and_states_its_default():
     assert not problems, "\n".join(problems)
 
 
+def test_every_subcommand_help_renders(capsys):
+    for name in _subparsers(build_parser()).choices:
+        with pytest.raises(SystemExit) as exc:
+            main([name, "--help"])
+        assert exc.value.code == 0 and f"usage: compsrt {name}" in capsys.readouterr().out
+
+
 def test_one_vocabulary_across_subcommands():
     sub = _subparsers(build_parser())
     opts = {name: {s: a for a in p._actions for s in a.option_strings} for name, p in sub.choices.items()}

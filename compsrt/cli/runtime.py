@@ -22,13 +22,13 @@ FILE_CHECKS = {"engine": ENGINE_FILE, "onnx": ONNX_FILE, "checkpoint": CHECKPOIN
 def add_backend_args(p: argparse.ArgumentParser, engine: bool = True) -> None:
     g = p.add_argument_group("model (one of; default: the FP SwinIR-light weights)")
     if engine:
-        g.add_argument("--engine", type=Path, help="TensorRT engine built by `compsrt build` (default: none)")
-    g.add_argument("--onnx", type=Path, help="ONNX model run by ONNX Runtime (default: none)")
-    g.add_argument("--checkpoint", type=Path,
+        g.add_argument("--engine", type=Path, metavar="PLAN", help="TensorRT engine built by `compsrt build` (default: none)")
+    g.add_argument("--onnx", type=Path, metavar="MODEL.onnx", help="ONNX model run by ONNX Runtime (default: none)")
+    g.add_argument("--checkpoint", type=Path, metavar="CKPT",
                    help="any model file for torch: compressed checkpoint (.pt), pack (.csrt) or FP weights (default: none)")
     g.add_argument("--scale", type=int, choices=(2, 3, 4),
                    help="upscaling factor; must match the model's if one is given (default: the model's, else 4)")
-    g.add_argument("--weights", type=Path, help="SwinIR-light .pth (default: $COMPSRT_WEIGHTS_DIR, else download)")
+    g.add_argument("--weights", type=Path, metavar="PTH", help="SwinIR-light .pth (default: $COMPSRT_WEIGHTS_DIR, else download)")
     g.add_argument("--weights-sha256", metavar="HEX", help="refuse weights whose sha256 differs from this pin (default: no pin)")
     g.add_argument("--device", default="auto", help=DEVICE_HELP)
     g.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
