@@ -29,6 +29,8 @@ PACKED_MAGIC = b"CSRT1\n"
 INPUT_NAME, OUTPUT_NAME = "input", "output"
 
 FP, COMPRESSED, PACKED = "fp", "compressed", "packed"
+# what a file that torch.load cannot read is instead, by its first bytes (for the error message)
+FILE_MAGICS = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"\x08": "an ONNX model"}
 PARAM_KEYS = ("params", "params_ema")
 
 
@@ -105,15 +107,20 @@ def read_model_file(path: str | os.PathLike, what: str = "model file") -> ModelF
     if not path.is_file():
         raise CompsrtError(f"{what} {path} does not exist")
     with open(path, "rb") as f:
-        if f.read(len(PACKED_MAGIC)) == PACKED_MAGIC:
-            return ModelFile(path, PACKED)
+        head = f.read(len(PACKED_MAGIC))
+    if head == PACKED_MAGIC:
+        return ModelFile(path, PACKED)
+    expected = "expected SwinIR-light weights (official .pth state dict) or a compressed checkpoint from `compsrt calibrate`"
+    if not head:
+        raise CompsrtError(f"cannot read {what} {path}: it is empty (0 bytes); {expected}")
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save writes a zip archive, or a legacy pickle
+        kind = next((k for m, k in FILE_MAGICS.items() if head.startswith(m)), "no file written by torch.save")
+        raise CompsrtError(f"cannot read {what} {path}: it is {kind}, not a PyTorch file; {expected}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated zips, non-tensor payloads
-        raise CompsrtError(
-            f"cannot read {what} {path}: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; "
-            "expected SwinIR-light weights (official .pth state dict) or a compressed checkpoint from `compsrt calibrate`"
-        ) from None
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise CompsrtError(f"cannot read {what} {path}: {exc.__class__.__name__}: {first}; {expected}") from None
     if isinstance(obj, dict) and "meta" in obj and "tensors" in obj:
         meta = obj["meta"]
         if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:

@@ -10,6 +10,30 @@ from pathlib import Path
 from typing import Iterator
 
 
+def _umask() -> int:
+    """This process's umask, read without changing it where Linux tells (threads may be writing files)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def publish(tmp: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """Rename ``tmp`` onto ``dest`` with the mode a plain ``open(dest, "w")`` would give (0666 & ~umask).
+
+    ``mkstemp`` creates files 0600; renamed as they are, results would be unreadable to other users and
+    to containers running as another user on a mounted folder.
+    """
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, dest)
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; rename it onto ``dest`` only if the block succeeds."""
@@ -20,7 +44,7 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.replace(tmp_path, dest)
+        publish(tmp_path, dest)
     finally:
         tmp_path.unlink(missing_ok=True)
 

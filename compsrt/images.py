@@ -7,6 +7,7 @@ BasicSR (OpenCV ``IMREAD_COLOR``) does; an alpha channel is split off so callers
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from .files import atomic_path
 
 DEFAULT_MAX_PIXELS = 64_000_000  # input pixels; override with $COMPSRT_MAX_PIXELS or max_pixels=
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+_PILLOW_LIMIT = threading.Lock()  # Image.MAX_IMAGE_PIXELS is process-wide
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WEBP"}
 
 
@@ -42,12 +44,12 @@ def load_image(path: str | os.PathLike, limit: int | None = None) -> LoadedImage
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = _open_header(path)
             w, h = img.size
             if w * h > limit:
                 raise CompsrtError(
                     f"image {path} is {w}x{h} = {w * h:,} pixels, above the limit of {limit:,}; "
-                    "raise it with COMPSRT_MAX_PIXELS if the file is trusted"
+                    "raise it with --max-pixels or COMPSRT_MAX_PIXELS if the file is trusted"
                 )
             if w == 0 or h == 0:
                 raise CompsrtError(f"image {path} is empty ({w}x{h})")
@@ -61,6 +63,17 @@ def load_image(path: str | os.PathLike, limit: int | None = None) -> LoadedImage
     except (OSError, SyntaxError, ValueError) as exc:
         raise CompsrtError(f"image {path} is corrupt or truncated: {exc}") from None
     return _to_rgb(img, path)
+
+
+def _open_header(path: Path) -> Image.Image:
+    """``Image.open`` (header only) without Pillow's own pixel limit: ours is checked right after it, and
+    Pillow's fixed 89.5 MP would otherwise refuse images the user allowed with --max-pixels."""
+    with _PILLOW_LIMIT:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            return Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
 
 
 def _to_rgb(img: Image.Image, path: Path) -> LoadedImage:

@@ -38,6 +38,21 @@ def _step(name: str):
     return time.perf_counter()
 
 
+def say(what: str, detail: str = "") -> None:
+    """One indented console line, never cut: a shortened message loses the fix it names."""
+    print(f"   {what}{': ' + detail if detail else ''}", flush=True)
+
+
+def calibration_line(log: dict, iters: int, budget_s: float, seconds: float) -> str:
+    """The calibration result, saying so when the time budget (not --iters) ended it."""
+    done = log.get("iters_done")
+    line = f"{done} iterations, {seconds:.0f} s"
+    if log.get("stopped_early"):
+        line += (f"; stopped early on the {budget_s:g} s budget after {done} of {iters} iterations, so the result "
+                 "depends on this machine's speed (raise --calib-seconds for all of them)")
+    return line
+
+
 @contextlib.contextmanager
 def _mini_data(root: Path, n: int) -> Iterator[Path]:
     """A temporary data root linking the first ``n`` images of ``train/Kodak`` (never copied)."""
@@ -101,7 +116,7 @@ def _calibrate(run: _Run) -> None:
     log = meta.get("log", {})
     run.summary["calibration"] = {"iters_done": log.get("iters_done"), "train_images": opts.train_images,
                                   "stopped_early": log.get("stopped_early")}
-    print(f"   {run.ckpt} ({log.get('iters_done')} iterations, {time.perf_counter() - run.started:.0f} s)")
+    say(str(run.ckpt), calibration_line(log, opts.iters, opts.calib_seconds, time.perf_counter() - run.started))
 
 
 def _export(run: _Run) -> None:
@@ -184,10 +199,13 @@ def _engine(run: _Run) -> None:
 
     plan = run.out / f"swinir_x{run.opts.scale}_w4a4.plan"
     try:
-        r = build_engine(run.plugin_onnx, plan, plugins="python")
+        from .cli.args import Spinner
+
+        with Spinner(f"   building {plan.name} (TensorRT's builder)"):
+            r = build_engine(run.plugin_onnx, plan, plugins="python")
     except CompsrtError as exc:
         info["error"] = str(exc)
-        print(f"   build failed: {exc}")
+        say("build failed", str(exc))
         return
     info.update(built=True, path=str(plan), bytes=r.sidecar["engine_bytes"], tensorrt=r.sidecar["tensorrt"],
                 seconds=r.seconds)
@@ -200,7 +218,7 @@ def _engine(run: _Run) -> None:
         save_image(run.out / f"{run.src.stem}_x{run.opts.scale}_tensorrt.png", sr_trt)
     except CompsrtError as exc:
         info["execution"] = f"not run: {exc}"
-        print(f"   execution not run here: {str(exc)[:160]}")
+        say("execution not run here", str(exc))
 
 
 def _profile(run: _Run) -> None:

@@ -28,7 +28,7 @@
 #       COMPSRT_PLUGIN_LIB  C++ plugin library (default /opt/compsrt/lib/libcompsrt_plugins.so).
 #
 # Outputs in the output folder: NAME.plan with the sidecar, build log and layer info that
-# `compsrt build` writes beside it, NAME.timing.cache, NAME.profile.json (`compsrt profile --json`),
+# `compsrt build` writes beside it, NAME.timing.cache, NAME.profile.json (`compsrt profile --out`),
 # NAME.build.log / NAME.profile.log / NAME.selftest.log (console output), and NAME.steps.txt, which
 # records each step as ran / skipped (with the reason) / failed. The engine carries its plugin:
 # profile and the runtime read the plugin choice from the engine's sidecar.
@@ -199,7 +199,7 @@ if [[ -n ${WANT[profile]:-} || -n ${WANT[selftest]:-} ]]; then
     if gpu_present; then
         if [[ -n ${WANT[profile]:-} ]]; then
             [[ $DRY_RUN -eq 1 || -f $ENGINE ]] || die "engine '$ENGINE' not found: run the build step first"
-            profile_args=(profile --backend trt --engine "$ENGINE" --json "$OUT_DIR/$NAME.profile.json")
+            profile_args=(profile --backend trt --engine "$ENGINE" --out "$OUT_DIR/$NAME.profile.json")
             if [[ -n $SIZE ]]; then profile_args+=(--size "$SIZE"); fi
             step profile "${profile_args[@]}"
         fi

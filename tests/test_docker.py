@@ -318,7 +318,7 @@ def test_build_engine_with_gpu_runs_build_profile_selftest(stub):
     assert proc.returncode == 0, proc.stderr
     assert [c[0] for c in calls] == ["build", "profile", "selftest"]
     assert calls[0][-7:] == ["--plugins", str(lib), "--sparse", "--tile", "64", "--batch", "2"]
-    assert calls[1] == ["profile", "--backend", "trt", "--engine", str(out / "e.plan"), "--json",
+    assert calls[1] == ["profile", "--backend", "trt", "--engine", str(out / "e.plan"), "--out",
                         str(out / "e.profile.json"), "--size", "640x360"]
     assert calls[2] == ["selftest", "--plugins", str(lib)]
     assert (out / "e.steps.txt").read_text().splitlines() == ["build\tran", "profile\tran", "selftest\tran"]

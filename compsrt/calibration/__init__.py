@@ -11,4 +11,13 @@ Entry points: :func:`compsrt.calibration.distill.calibrate`,
 through the site contract (:mod:`compsrt.sites`, answered by :mod:`compsrt.calibration.deploy`).
 """
 
-from .qmodel import QuantConfig, quantize_model  # noqa: F401
+__all__ = ["QuantConfig", "quantize_model"]
+
+
+def __getattr__(name: str):
+    """Lazy: the calibration CLI registers its options without importing torch (PEP 562)."""
+    if name in __all__:
+        from . import qmodel
+
+        return getattr(qmodel, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,40 +6,46 @@ The main CLI calls :func:`register` with its subparsers.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+from .args import DEVICE_HELP, existing, positive_int
 from ..errors import CompsrtError
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("calibrate", help="compress SwinIR-light with CompSRT (DOBI + DQC distillation)")
-    p.add_argument("--scale", type=int, required=True, choices=(2, 3, 4))
+    p.add_argument("--scale", type=int, required=True, choices=(2, 3, 4), help="upscaling factor of the model")
     p.add_argument("--bits", type=int, required=True, help="weight and activation bit-width: 2, 3 or 4")
-    p.add_argument("--mode", default="deploy", choices=("deploy", "paper"))
-    p.add_argument("--prune", default=None, help="unstructured ratio (e.g. 0.4) or 2:4 (deploy only)")
+    p.add_argument("--mode", default="deploy", choices=("deploy", "paper"),
+                   help="deploy: the symmetric form TensorRT runs; paper: the authors' simulation (default %(default)s)")
+    p.add_argument("--prune", default=None,
+                   help="unstructured ratio (e.g. 0.4) or 2:4 (deploy only) (default: no pruning)")
     p.add_argument("--clamp-codes", action="store_true",
                    help="paper mode: clamp codes to b bits (the authors' codes are unclamped and can outgrow them)")
-    p.add_argument("--iters", type=int, default=4000)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--patch", type=int, default=None,
+    p.add_argument("--iters", type=int, default=4000, help="DQC distillation iterations (default %(default)s)")
+    p.add_argument("--batch", type=positive_int, default=16, help="training patches per iteration (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of patch sampling and init (default %(default)s)")
+    p.add_argument("--patch", type=positive_int, default=None,
                    help="LR patch size of a DQC batch (default: 64 on a GPU, 32 on a CPU)")
-    p.add_argument("--dobi-batch", type=int, default=None,
+    p.add_argument("--dobi-batch", type=positive_int, default=None,
                    help="patches DOBI observes (default: 32 on a GPU, 4 on a CPU)")
-    p.add_argument("--weights", default=None, help="FP weights (.pth); default: the data folder's stand-in")
-    p.add_argument("--data", default=None, help="data root holding train/ and calib/ (default: $COMPSRT_DATA)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
+    p.add_argument("--weights", type=existing("weights file", "pass an existing .pth file"), default=None,
+                   help="FP weights (.pth) (default: the data folder's stand-in)")
+    p.add_argument("--data", type=existing("data root", directory_ok=True), default=None, metavar="DIR",
+                   help="data root holding train/ and calib/ (default: $COMPSRT_DATA, else ../shared/data)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--lr-mode", default="auto", choices=("auto", "absolute", "step"),
                    help="DQC update size: absolute (the authors' lr), step (lr relative to each quantizer's DOBI step); "
-                        "auto = step in deploy mode, absolute in paper mode")
+                        "auto = step in deploy mode, absolute in paper mode (default %(default)s)")
     p.add_argument("--step-floor", type=float, default=None,
                    help="step mode: keep each quantizer's step >= this fraction of its DOBI step (default 0.25; 0 = off)")
     p.add_argument("--no-cuda-graph", action="store_true", help="run the training step eagerly on CUDA")
-    p.add_argument("--pack", default=None, metavar="CSRT", help="also write the packed storage file")
+    p.add_argument("--pack", default=None, metavar="CSRT", help="also write the packed storage file (default: not written)")
     p.add_argument("--out", required=True, help="output checkpoint (.pt)")
     p.set_defaults(func=_calibrate)
 
     k = subparsers.add_parser("pack", help="pack a compressed checkpoint; prints the measured bits per parameter")
-    k.add_argument("checkpoint")
+    k.add_argument("checkpoint", help="compressed checkpoint (.pt) from `compsrt calibrate`")
     k.add_argument("--out", required=True, help="packed file (.csrt)")
     k.set_defaults(func=_pack)
 
@@ -55,11 +61,8 @@ def _calibrate(args) -> int:
     cfg = QuantConfig(bits=args.bits, mode=args.mode, prune=args.prune, clamp_codes=args.clamp_codes)
     if args.step_floor is not None and not 0 <= args.step_floor < 1:
         raise CompsrtError(f"--step-floor must be in [0, 1), got {args.step_floor}")
-    for name in ("patch", "dobi_batch"):
-        if getattr(args, name, None) is not None and getattr(args, name) < 1:
-            raise CompsrtError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     st = DistillSettings(iters=args.iters, batch=args.batch, seed=args.seed,
-                         patch=getattr(args, "patch", None), dobi_batch=getattr(args, "dobi_batch", None), cuda_graph=not args.no_cuda_graph,
+                         patch=args.patch, dobi_batch=args.dobi_batch, cuda_graph=not args.no_cuda_graph,
                          lr_mode=args.lr_mode, step_floor=STEP_FLOOR if args.step_floor is None else args.step_floor)
     meta = compress(args.scale, cfg, args.out, st, weights=args.weights, data=args.data, device=args.device)
     log = meta["log"]
@@ -80,6 +83,8 @@ def _calibrate(args) -> int:
 
 
 def _pack(args) -> int:
+    if not Path(args.checkpoint).is_file():  # before torch is imported: a missing file is refused at once
+        raise CompsrtError(f"compressed checkpoint {args.checkpoint} does not exist; create one with `compsrt calibrate`")
     from ..calibration.checkpoint import pack_file
 
     stats = pack_file(args.checkpoint, args.out)

@@ -6,7 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import CompsrtError
+from .args import DeprecatedAlias, TileAction, add_json_flag, existing, fmt_tile, positive_int
+
+CHECKPOINT_FILE = existing("checkpoint", "pass SwinIR-light .pth weights or a checkpoint from `compsrt calibrate`")
+ONNX_FILE = existing("ONNX model", "create it with `compsrt export`")
 
 
 def _batch(value: str):
@@ -23,52 +26,62 @@ def _batch(value: str):
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("export", help="export an FP or compressed (deploy-mode) checkpoint to ONNX for TensorRT")
-    p.add_argument("--checkpoint", type=Path, required=True,
+    p.add_argument("--checkpoint", type=CHECKPOINT_FILE, required=True,
                    help="SwinIR-light .pth (FP) or a compressed checkpoint (.pt / .csrt from compsrt calibrate)")
-    p.add_argument("--tile", type=int, nargs=2, metavar=("H", "W"), required=True,
-                   help="static input tile in LR pixels (multiples of the window, 8)")
+    p.add_argument("--tile", action=TileAction, required=True,
+                   help="static input tile in LR pixels, N or WxH, multiples of the window (8); "
+                        "the old `--tile H W` still works for one release")
     p.add_argument("--batch", type=_batch, default=1, help="fixed batch size or 'dynamic' (default 1)")
     p.add_argument("--hadamard", choices=("plugin", "matmul"), default="plugin",
-                   help="Hadamard as the TensorRT plugin node (default) or as a constant MatMul (standard ops)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17; raised to 21 when the graph has INT4 weights)")
+                   help="Hadamard as the TensorRT plugin node (TensorRT only) or as a constant MatMul (standard ops: "
+                        "ONNX Runtime and TensorRT without the plugin) (default %(default)s)")
+    p.add_argument("--opset", type=int, default=17,
+                   help="ONNX opset, >= 17; raised to 21 when the graph has INT4 weights (default %(default)s)")
     p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
-                   help="input/output dtype; internals (LayerNorm, residuals, softmax) stay FP32")
-    p.add_argument("--weights", choices=("auto", "int4", "int8"), default="auto",
-                   help="storage of the weight codes: auto (default) = INT4 for weights of <= 4 bits, per output "
-                        "channel (opset 21), INT8 otherwise; int8 = INT8 containers for all (opset 17 parsers, "
-                        "e.g. older TensorRT)")
+                   help="input/output dtype; internals (LayerNorm, residuals, softmax) stay FP32 (default %(default)s)")
+    p.add_argument("--weight-storage", choices=("auto", "int4", "int8"), default="auto",
+                   help="storage of the weight codes: auto = INT4 for weights of <= 4 bits, per output channel "
+                        "(opset 21), INT8 otherwise; int8 = INT8 containers for all (opset 17 parsers, e.g. older "
+                        "TensorRT) (default %(default)s)")
     p.add_argument("--int4-block", type=int, choices=(64, 128), default=None,
                    help="INT4 weights in blocks of this size along K instead of per channel (same values; "
-                        "TensorRT-RTX 1.7 fails to build more than one block per column next to INT8 activations)")
+                        "TensorRT-RTX 1.7 fails to build more than one block per column next to INT8 activations) "
+                        "(default: per channel)")
     p.add_argument("--out", type=Path, required=True, help="output .onnx (sidecar JSON written next to it)")
     p.set_defaults(func=cmd_export)
 
     p = subparsers.add_parser("inspect", help="summarise an exported ONNX graph (Q/DQ, Hadamards, precisions, weights)")
-    p.add_argument("model", type=Path)
+    p.add_argument("model", type=ONNX_FILE, help="ONNX model written by `compsrt export`")
     p.add_argument("--layers", action="store_true", help="list every MatMul/Conv with its operand dtypes")
-    p.add_argument("--json", action="store_true")
+    add_json_flag(p, "the summary")
     p.set_defaults(func=cmd_inspect)
 
     p = subparsers.add_parser("export-check", help="parse and build an exported ONNX with TensorRT(-RTX) (CPU is fine)")
-    p.add_argument("model", type=Path)
-    p.add_argument("--plugin", action="store_true", help="register the Python HadamardTransform plugin first")
+    p.add_argument("model", type=ONNX_FILE, help="ONNX model written by `compsrt export`")
+    p.add_argument("--plugins", choices=("python", "none"), default="none",
+                   help="python: register the Python HadamardTransform plugin first, needed by --hadamard plugin "
+                        "graphs (default %(default)s)")
+    p.add_argument("--plugin", dest="plugins", action=DeprecatedAlias, new="--plugins python", const="python")
     p.add_argument("--no-build", action="store_true", help="parse only")
-    p.add_argument("--max-batch", type=int, default=4, help="profile maximum for a dynamic batch (default 4)")
-    p.add_argument("--verbose-log", type=Path, help="write the verbose TensorRT log here")
-    p.add_argument("--engine", type=Path, help="also write the serialized engine")
+    p.add_argument("--max-batch", type=positive_int, default=4, help="profile maximum for a dynamic batch (default %(default)s)")
+    p.add_argument("--verbose-log", type=Path, help="write the verbose TensorRT log here (default: not written)")
+    p.add_argument("--engine", type=Path, help="also write the serialized engine here (default: not written)")
     p.set_defaults(func=cmd_check)
 
     p = subparsers.add_parser("export-parity", help="ONNX Runtime (matmul variant) vs the PyTorch deploy simulation on a benchmark")
-    p.add_argument("--checkpoint", type=Path, required=True)
-    p.add_argument("--onnx", type=Path, help="exported matmul-variant ONNX (default: exported to a temporary file)")
-    p.add_argument("--tile", type=int, nargs=2, metavar=("H", "W"), default=(64, 64))
-    p.add_argument("--dataset", default="Set5")
-    p.add_argument("--data-root", type=Path, help="benchmarks folder (default $COMPSRT_BENCHMARKS)")
+    p.add_argument("--checkpoint", type=CHECKPOINT_FILE, required=True, help="compressed checkpoint (.pt / .csrt)")
+    p.add_argument("--onnx", type=ONNX_FILE, help="exported matmul-variant ONNX (default: exported to a temporary file)")
+    p.add_argument("--tile", action=TileAction, default=(64, 64), help="LR tile, N or WxH (default 64x64)")
+    p.add_argument("--dataset", default="Set5", help="benchmark set (default %(default)s)")
+    p.add_argument("--benchmarks", type=existing("benchmarks folder", directory_ok=True), metavar="DIR",
+                   help="folder holding the benchmark sets (default $COMPSRT_BENCHMARKS, else $COMPSRT_DATA/benchmarks)")
+    p.add_argument("--data-root", dest="benchmarks", action=DeprecatedAlias, new="--benchmarks DIR",
+                   type=existing("benchmarks folder", directory_ok=True))
     p.add_argument("--no-floor", action="store_true",
                    help="skip the PyTorch batch-8 vs batch-1 run (the simulation's own float noise floor)")
     p.add_argument("--no-site-check", action="store_true",
                    help="skip the site-by-site check (first tile, PyTorch forced to ONNX Runtime's codes)")
-    p.add_argument("--json", action="store_true")
+    add_json_flag(p, "the result")
     p.set_defaults(func=cmd_parity)
 
 
@@ -76,11 +89,11 @@ def cmd_export(args) -> int:
     from ..export.exporter import ExportOptions, export_checkpoint
 
     opts = ExportOptions(tile=tuple(args.tile), batch=args.batch, hadamard=args.hadamard, opset=args.opset,
-                         io_dtype=args.precision, int4_block=args.int4_block, weights=args.weights)
+                         io_dtype=args.precision, int4_block=args.int4_block, weights=args.weight_storage)
     res = export_checkpoint(args.checkpoint, args.out, opts)
     s = res.sidecar
     print(f"wrote {res.onnx_path} ({res.onnx_path.stat().st_size:,} bytes) and {res.sidecar_path}: x{s['scale']} "
-          f"{s['mode']} {s['bits']}-bit, tile {s['tile'][0]}x{s['tile'][1]}, batch {s['batch']}, "
+          f"{s['mode']} {s['bits']}-bit, tile {fmt_tile(s['tile'])}, batch {s['batch']}, "
           f"hadamard {s['hadamard'] or '-'}, {s['quant_sites']} quantized sites, opset {s['opset']}")
     return 0
 
@@ -94,14 +107,15 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_check(args) -> int:
+    from ..export.inspect import load_onnx
+    from ..files import atomic_write_text
     from ..runtime.engine import parse_and_build
 
-    if not args.model.is_file():
-        raise CompsrtError(f"{args.model} does not exist")
-    r = parse_and_build(args.model, register_plugin=args.plugin, build=not args.no_build,
+    load_onnx(args.model, external_data=False)
+    r = parse_and_build(args.model, register_plugin=args.plugins == "python", build=not args.no_build,
                         verbose=args.verbose_log is not None, engine_out=args.engine, max_batch=args.max_batch)
     if args.verbose_log:
-        args.verbose_log.write_text("\n".join(r.log) + "\n")
+        atomic_write_text(args.verbose_log, "\n".join(r.log) + "\n")
     print(json.dumps(r.summary(), indent=1))
     ok = r.parsed and (r.built or args.no_build)
     return 0 if ok else 1
@@ -110,7 +124,7 @@ def cmd_check(args) -> int:
 def cmd_parity(args) -> int:
     from ..runtime.parity import format_parity, run_parity
 
-    res = run_parity(args.checkpoint, tuple(args.tile), args.dataset, args.data_root, onnx_path=args.onnx,
+    res = run_parity(args.checkpoint, tuple(args.tile), args.dataset, args.benchmarks, onnx_path=args.onnx,
                      floor=not args.no_floor, site_check=not args.no_site_check)
     print(json.dumps(res, indent=1) if args.json else format_parity(res))
     return 0

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from ..errors import CompsrtError
+from .args import positive_int
 
 
 def _repo_options(args):
@@ -69,24 +70,27 @@ def register(sub) -> None:
 
     p = sub.add_parser("triton-repo", help="write a Triton Inference Server model repository (tile + whole-image models)")
     add_backend_args(p)
-    p.set_defaults(tile=64)
+    tile = next(a for a in p._actions if a.dest == "tile")  # the tile model's fixed square tile, not the runtime's
+    tile.type, tile.default, tile.metavar = positive_int, 64, "N"
+    tile.help = "square LR tile of the tile model, a multiple of 8 (default %(default)s)"
     p.add_argument("--out", type=Path, required=True, help="repository folder to write")
     p.add_argument("--runtime", choices=("auto", "onnxruntime", "python"), default="auto",
-                   help="for --onnx: the stock onnxruntime backend (default) or ONNX Runtime inside the python backend")
+                   help="for --onnx: the stock onnxruntime backend (auto) or ONNX Runtime inside the python backend "
+                        "(default %(default)s)")
     p.add_argument("--max-batch", type=int, default=8, help="tile model max_batch_size (dynamic batching; default 8)")
     p.add_argument("--tiles-per-request", type=int, default=4, help="tiles per call from the whole-image model (default 4)")
     p.add_argument("--instances", type=int, default=1, help="instance_group count of each model (default 1)")
-    p.add_argument("--kind", choices=("auto", "cpu", "gpu"), default="auto", help="instance kind (default: GPU for engines/cuda)")
-    p.add_argument("--max-pixels", type=int, default=4_000_000, help="largest whole-image request in input pixels (default 4e6)")
+    p.add_argument("--kind", choices=("auto", "cpu", "gpu"), default="auto", help="instance kind; auto = GPU for engines and --device cuda, else CPU (default %(default)s)")
+    p.add_argument("--max-pixels", type=int, default=4_000_000, help="largest whole-image request in input pixels (default %(default)s)")
     p.set_defaults(func=cmd_triton_repo)
 
     p = sub.add_parser("serve", help="start tritonserver on a repository from `compsrt triton-repo` (HTTP, gRPC, metrics)")
     p.add_argument("repo", type=Path, nargs="?", help="model repository")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
-    p.add_argument("--http-port", type=int, default=8000)
-    p.add_argument("--grpc-port", type=int, default=8001)
-    p.add_argument("--metrics-port", type=int, default=8002)
-    p.add_argument("--plugins", help="TensorRT plugin library for engine models (libcompsrt_plugins.so)")
+    p.add_argument("--http-port", type=int, default=8000, help="HTTP/REST port (default %(default)s)")
+    p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default %(default)s)")
+    p.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port (default %(default)s)")
+    p.add_argument("--plugins", help="TensorRT plugin library for engine models, libcompsrt_plugins.so (default: none)")
     p.add_argument("--log", type=Path, help="server log file (default: a temporary file)")
     p.add_argument("--timeout", type=float, default=180, help="seconds to wait for readiness (default 180)")
     p.add_argument("--duration", type=float, help=argparse.SUPPRESS)  # tests: stop after this many seconds

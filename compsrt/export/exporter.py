@@ -166,7 +166,7 @@ def build_onnx(model: nn.Module, opts: ExportOptions, meta: dict | None = None) 
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, str(value)
     proto.producer_name, proto.producer_version = "compsrt.export", "1"
-    proto.doc_string = f"SwinIR-light x{sidecar['scale']} ({sidecar['mode']}, {bits}-bit), tile {opts.tile[0]}x{opts.tile[1]}"
+    proto.doc_string = f"SwinIR-light x{sidecar['scale']} ({sidecar['mode']}, {bits}-bit), tile {opts.tile[1]}x{opts.tile[0]} (WxH)"
     return proto, sidecar
 
 

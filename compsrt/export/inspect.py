@@ -95,15 +95,38 @@ def initializer_summary(g: onnx.GraphProto, inits: dict[str, onnx.TensorProto]) 
                                                                              "pairs": dups[:20]}}
 
 
+def load_onnx(path: str | os.PathLike, external_data: bool = True) -> onnx.ModelProto:
+    """An ONNX model with a graph, or a one-line error saying what the file is instead.
+
+    A 0-byte file parses as an empty ModelProto and some non-ONNX bytes parse too, so "it parsed" is
+    not enough: a model has at least one input, one output and one node.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CompsrtError(f"ONNX model {path} does not exist; create it with `compsrt export`")
+    if path.stat().st_size == 0:
+        raise CompsrtError(f"ONNX model {path} is empty (0 bytes): no graph; re-run `compsrt export`")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith((b"\x89PNG", b"\xff\xd8\xff", b"PK\x03\x04")):
+        kind = {b"\x89": "a PNG image", b"\xff": "a JPEG image", b"PK": "a zip archive (a PyTorch .pth?)"}
+        raise CompsrtError(f"{path} is {next(v for k, v in kind.items() if head.startswith(k))}, not an ONNX model; "
+                           "pass the .onnx written by `compsrt export`")
+    try:
+        model = onnx.load(str(path), load_external_data=external_data)
+    except Exception as exc:  # protobuf DecodeError, missing external data
+        raise CompsrtError(f"cannot read {path} as ONNX ({exc.__class__.__name__}: "
+                           f"{(str(exc).splitlines() or [''])[0][:200]}); pass the .onnx written by `compsrt export`") from None
+    g = model.graph
+    if not (g.node and g.input and g.output):
+        raise CompsrtError(f"{path} holds no graph ({len(g.node)} nodes, {len(g.input)} inputs, {len(g.output)} "
+                           "outputs): not an ONNX model; pass the .onnx written by `compsrt export`")
+    return model
+
+
 def inspect_model(model: onnx.ModelProto | str | os.PathLike) -> dict:
     if not isinstance(model, onnx.ModelProto):
-        path = Path(model)
-        if not path.is_file():
-            raise CompsrtError(f"{path} does not exist")
-        try:
-            model = onnx.load(str(path))
-        except Exception as exc:
-            raise CompsrtError(f"cannot read {path} as ONNX: {exc.__class__.__name__}: {exc}") from None
+        model = load_onnx(model)
     g = model.graph
     inits = {t.name: t for t in g.initializer}
     for node in g.node:  # Constant nodes count as initialisers

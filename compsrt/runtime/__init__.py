@@ -8,7 +8,17 @@ tiled any-size upscaling, comparison, profiling and the device self-test.
 * :mod:`.profile`, :mod:`.selftest`.
 """
 
-from .backends import Backend, OrtBackend, TorchBackend
-from .upscaler import TiledUpscaler
-
 __all__ = ["Backend", "OrtBackend", "TorchBackend", "TiledUpscaler"]
+
+
+def __getattr__(name: str):
+    """Lazy: ``compsrt --help`` imports the runtime CLI without numpy/PIL/torch (PEP 562)."""
+    if name == "TiledUpscaler":
+        from .upscaler import TiledUpscaler
+
+        return TiledUpscaler
+    if name in __all__:
+        from . import backends
+
+        return getattr(backends, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

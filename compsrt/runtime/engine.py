@@ -19,6 +19,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ import numpy as np
 
 from ..artifacts import ENGINE_FORMAT, read_sidecar, sidecar_tile, write_sidecar
 from ..errors import CompsrtError
-from ..files import atomic_write_bytes, atomic_write_text, sha256_file
+from ..files import atomic_write_bytes, atomic_write_text, publish, sha256_file
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1] / "plugins"
 
@@ -137,14 +138,20 @@ def build_engine(onnx_path, out, sparse: bool = False, plugins: str | None = "py
                  tile: int | None = None, compute_capability: str | None = None) -> BuildResult:
     """Build ``out`` from ``onnx_path``; see the module docstring for the files written beside it."""
     onnx_path, out = Path(onnx_path), Path(out)
-    if not onnx_path.is_file():
-        raise CompsrtError(f"ONNX model {onnx_path} does not exist; create it with `compsrt export`")
+    from ..export.inspect import load_onnx
+
+    load_onnx(onnx_path, external_data=False)  # a clear error for a non-ONNX file, before TensorRT sees it
     trt = tensorrt()
     flavor = trt.__name__.split(".")[0]
     meta = read_sidecar(onnx_path, fix="re-run `compsrt export`")
     out.parent.mkdir(parents=True, exist_ok=True)
     log_path = out.with_name(out.name + ".build.log")
-    logger = make_logger(trt, log_path)
+    # The log is written beside the engine under a temporary name and kept only when it explains
+    # something: a built engine, or TensorRT's builder failing on a graph it parsed.
+    fd, log_tmp = tempfile.mkstemp(prefix=f".{log_path.name}.", suffix=".part", dir=out.parent)
+    os.close(fd)
+    logger = make_logger(trt, Path(log_tmp))
+    keep_log = False
     t0 = time.perf_counter()
     try:
         builder = trt.Builder(logger)
@@ -186,7 +193,7 @@ def build_engine(onnx_path, out, sparse: bool = False, plugins: str | None = "py
         # Inputs and the optimisation profile (only needed when the graph has dynamic dims).
         inputs = [network.get_input(i) for i in range(network.num_inputs)]
         outputs = [network.get_output(i) for i in range(network.num_outputs)]
-        fixed_tile = sidecar_tile(meta) or ((tile, tile) if tile else None)
+        fixed_tile = sidecar_tile(meta) or ((tile, tile) if isinstance(tile, int) and tile else tile or None)
         inp_shape = list(inputs[0].shape)
         image_graph = len(inp_shape) == 4
         if any(d < 0 for d in inp_shape) and image_graph:
@@ -201,6 +208,7 @@ def build_engine(onnx_path, out, sparse: bool = False, plugins: str | None = "py
             config.add_optimization_profile(profile)
             inp_shape = shape
         serialized = builder.build_serialized_network(network, config)
+        keep_log = True
         if serialized is None:
             raise CompsrtError(f"TensorRT could not build {onnx_path}: {'; '.join(logger.errors[-3:]) or 'see ' + str(log_path)}")
         atomic_write_bytes(out, bytes(memoryview(serialized)))
@@ -243,6 +251,9 @@ def build_engine(onnx_path, out, sparse: bool = False, plugins: str | None = "py
         return BuildResult(out, sidecar, seconds)
     finally:
         logger.close()
+        if keep_log:
+            publish(log_tmp, log_path)
+        Path(log_tmp).unlink(missing_ok=True)
 
 
 def _setup_plugins(trt, builder, plugins: str | None) -> dict:

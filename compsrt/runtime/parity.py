@@ -231,7 +231,7 @@ def run_parity(checkpoint: str | os.PathLike, tile: tuple[int, int], dataset: st
 
 
 def format_parity(r: dict) -> str:
-    lines = [f"{r['dataset']} x{r['scale']} {r['mode']} {r['bits']}-bit, tile {r['tile'][0]}x{r['tile'][1]}"]
+    lines = [f"{r['dataset']} x{r['scale']} {r['mode']} {r['bits']}-bit, tile {r['tile'][1]}x{r['tile'][0]}"]
     lines += [f"  {x['image']:<10} torch {x['psnr_torch']:.4f}  onnx {x['psnr_onnx']:.4f}  max|d| {x['max_abs']:.2e}  "
               f"off {100 * x['frac_off']:.4f} %" for x in r["images"]]
     lines.append(f"  mean PSNR torch {r['psnr_torch']:.4f} dB, onnxruntime {r['psnr_onnx']:.4f} dB "

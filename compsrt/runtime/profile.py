@@ -25,16 +25,6 @@ from .timing import STAGES, StageTimer
 SAMPLE = Path(__file__).resolve().parents[1] / "assets" / "sample.png"
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise CompsrtError(f"--size must look like 320x180 (WxH), got {text!r}") from None
-    if w <= 0 or h <= 0:
-        raise CompsrtError(f"--size must be positive, got {text}")
-    return w, h
-
-
 def make_input(size: tuple[int, int], folder: Path, source: Path | None = None) -> Path:
     """The source image (default: the bundled sample) resized to ``size`` and saved as PNG."""
     from PIL import Image
@@ -86,6 +76,7 @@ def profile(upscaler, size=(320, 180), iters: int = 20, warmup: int = 3, source:
     if iters < 1:
         raise CompsrtError("--iters must be >= 1")
     backend = upscaler.backend
+    grid = upscaler._grid(size[1], size[0])  # a bad tile is refused before any warm-up
     with tempfile.TemporaryDirectory(prefix="compsrt-profile-") as tmp:
         tmp = Path(tmp)
         src = make_input(size, tmp, source)
@@ -102,7 +93,6 @@ def profile(upscaler, size=(320, 180), iters: int = 20, warmup: int = 3, source:
             e2e.append(time.perf_counter() - t0)
             for k, v in timer.as_dict().items():
                 per_stage.setdefault(k, []).append(v)
-        grid = upscaler._grid(size[1], size[0])
         tiles = grid.count
     total = float(np.sum(e2e))
     ms = lambda xs: [1e3 * x for x in xs]  # noqa: E731
@@ -134,7 +124,7 @@ def profile(upscaler, size=(320, 180), iters: int = 20, warmup: int = 3, source:
 def summary_text(p: dict) -> str:
     e = p["end_to_end_ms"]
     lines = [f"{p['label']}: {p['input']['width']}x{p['input']['height']} -> {p['output']['width']}x{p['output']['height']}"
-             f" ({p['tiling']['tiles']} tile(s) {p['tiling']['tile'][0]}x{p['tiling']['tile'][1]}, batch {p['tiling']['batch']}),"
+             f" ({p['tiling']['tiles']} tile(s) {p['tiling']['tile'][1]}x{p['tiling']['tile'][0]}, batch {p['tiling']['batch']}),"
              f" {p['iters']} iters after {p['warmup']} warm-up"]
     lines.append("  stage       mean ms    p50 ms")
     for k, v in p["stages"].items():

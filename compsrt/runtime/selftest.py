@@ -7,7 +7,10 @@
 4. where a GPU is usable: runs both engines on the same tiles and reports the difference to ONNX
    Runtime / to the float64 reference, and the latency of each.
 
-Each check prints PASS, FAIL or SKIP (with the reason). Exit status 0 when nothing failed.
+Each check prints PASS, FAIL or SKIP (with the reason). Exit status: 0 when the TensorRT-versus-ONNX
+Runtime comparison ran and nothing failed; 1 when a check failed; 3 (:data:`EXIT_NOT_VERIFIED`) when
+nothing failed but that comparison could not run here (no TensorRT, or no usable GPU), so a script
+cannot mistake a build host for a verified device.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from ..errors import CompsrtError
 from .compare import compare
 
 TOL_MAX, TOL_MEAN = 2e-2, 2e-3  # TensorRT may use TF32 for FP32 convolutions/matmuls
+KEY_CHECK = "TensorRT vs ONNX Runtime"
+EXIT_NOT_VERIFIED = 3  # distinct from 1 (a check failed) and 2 (bad input)
 
 
 class Report:
@@ -145,18 +150,18 @@ def _run(rep: Report, folder: Path, tile: int, scale: int, plugins: str) -> int:
         rep.add("FAIL", "engine build (HadamardTransform plugin)", f"{exc.__class__.__name__}: {exc}")
     # -- engine execution
     if layer is None:
-        rep.add("SKIP", "engine execution", "no usable CUDA device here; run `compsrt selftest` on the Jetson/desktop GPU")
+        rep.add("SKIP", KEY_CHECK, "no usable CUDA device here; run `compsrt selftest` on the Jetson/desktop GPU")
         return _finish(rep)
     try:
         with TrtBackend(plan) as tb:
             c = compare(tb.run(x), ref, clip=False)
             ms = _timeit(lambda: tb.run(x), 20)
         ok = c["max_abs"] < TOL_MAX and c["mean_abs"] < TOL_MEAN
-        rep.add("PASS" if ok else "FAIL", "TensorRT vs ONNX Runtime",
+        rep.add("PASS" if ok else "FAIL", KEY_CHECK,
                 f"max |diff| {c['max_abs']:.2e}, mean {c['mean_abs']:.2e} (limits {TOL_MAX:g}/{TOL_MEAN:g}); "
                 f"{ms:.2f} ms per batch")
     except Exception as exc:  # TensorRT / CUDA raise their own types; report, do not crash
-        rep.add("FAIL", "TensorRT vs ONNX Runtime", f"{exc.__class__.__name__}: {exc}")
+        rep.add("FAIL", KEY_CHECK, f"{exc.__class__.__name__}: {exc}")
     if had_ok:
         try:
             _run_hadamard(rep, had_plan)
@@ -193,4 +198,10 @@ def _run_hadamard(rep: Report, plan: Path) -> None:
 def _finish(rep: Report) -> int:
     n = {s: sum(1 for r in rep.rows if r[0] == s) for s in ("PASS", "FAIL", "SKIP")}
     print(f"selftest: {n['PASS']} passed, {n['FAIL']} failed, {n['SKIP']} skipped", flush=True)
-    return 1 if rep.failed else 0
+    if rep.failed:
+        return 1
+    if not any(s == "PASS" and name == KEY_CHECK for s, name, _ in rep.rows):
+        print(f"selftest: {KEY_CHECK} was skipped: TensorRT execution is NOT verified on this machine "
+              f"(exit status {EXIT_NOT_VERIFIED}); run `compsrt selftest` where TensorRT and a GPU are usable", flush=True)
+        return EXIT_NOT_VERIFIED
+    return 0

@@ -106,12 +106,13 @@ def plan(height: int, width: int, tile: int | tuple[int, int] | None, overlap: i
     else:
         th, tw = (tile, tile) if isinstance(tile, int) else tile
         if th % window or tw % window or th <= 0 or tw <= 0:
-            raise CompsrtError(f"tile {th}x{tw} must be a positive multiple of the window ({window})")
+            raise CompsrtError(f"tile {tw}x{th} must be a positive multiple of the window ({window}); pass --tile "
+                               f"{max(window, tw - tw % window)}x{max(window, th - th % window)}")
     margin = overlap // 4 if margin is None else margin
     if overlap < 0 or 2 * margin > overlap:
         raise CompsrtError(f"overlap {overlap} must be >= 0 and >= 2 * margin ({margin})")
     if overlap * 2 > min(th, tw):
-        raise CompsrtError(f"overlap {overlap} is more than half the tile {th}x{tw}; use a smaller --overlap")
+        raise CompsrtError(f"overlap {overlap} is more than half the tile {tw}x{th}; use a smaller --overlap")
     ph, pw = max(ph, th), max(pw, tw)
     ys = tile_starts(ph, th, overlap, window)
     xs = tile_starts(pw, tw, overlap, window)

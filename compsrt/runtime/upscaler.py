@@ -39,13 +39,15 @@ class TiledUpscaler:
     def __init__(self, backend: Backend, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
                  margin: int | None = None, batch: int | None = None, window: int = 8, progress: bool = False):
         self.backend = backend
+        if isinstance(tile, int) and tile:
+            tile = (tile, tile)
         if backend.tile is not None:
-            if tile and (tile, tile) != tuple(backend.tile):
-                raise CompsrtError(f"{backend.name} has a fixed tile {backend.tile[0]}x{backend.tile[1]}; "
-                                   f"--tile {tile} cannot be used (omit --tile)")
+            if tile and tuple(tile) != tuple(backend.tile):
+                raise CompsrtError(f"{backend.name} has a fixed tile {backend.tile[1]}x{backend.tile[0]}; "
+                                   f"--tile {tile[1]}x{tile[0]} cannot be used (omit --tile)")
             self.tile = tuple(backend.tile)
         else:
-            self.tile = None if tile == 0 else (tile or DEFAULT_TILE)
+            self.tile = None if tile == 0 else tuple(tile or (DEFAULT_TILE, DEFAULT_TILE))
         self.overlap = overlap
         self.margin = margin
         self.batch = backend.batch or batch or DEFAULT_BATCH

@@ -29,8 +29,8 @@ class Backend:
         """Upscale ``x`` (N, 3, h, w) float32, honouring a fixed batch by splitting and padding."""
         timer = timer or StageTimer()
         if self.tile is not None and tuple(x.shape[2:]) != tuple(self.tile):
-            raise CompsrtError(f"{self.name}: input {x.shape[2]}x{x.shape[3]} does not match the fixed tile "
-                               f"{self.tile[0]}x{self.tile[1]}")
+            raise CompsrtError(f"{self.name}: input {x.shape[3]}x{x.shape[2]} does not match the fixed tile "
+                               f"{self.tile[1]}x{self.tile[0]}")
         if self.batch is None or x.shape[0] == self.batch:
             return self.infer(np.ascontiguousarray(x, dtype=np.float32), timer)
         outs = []

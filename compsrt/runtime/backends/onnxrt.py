@@ -16,6 +16,18 @@ from .base import Backend
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 
 
+def _has_plugin_nodes(path) -> bool:
+    """Whether an ONNX file holds HadamardTransform plugin nodes (the ``--hadamard plugin`` export)."""
+    try:
+        import onnx
+
+        from ...hadamard import PLUGIN_NAME
+
+        return any(n.op_type == PLUGIN_NAME for n in onnx.load(str(path), load_external_data=False).graph.node)
+    except Exception:  # not readable as ONNX: ONNX Runtime's own message says why
+        return False
+
+
 def session_from_onnx(model: str | os.PathLike | bytes, providers: str = "cpu", threads: int | None = None,
                       optimization: str = "all"):
     """An ``onnxruntime.InferenceSession`` for a file or serialized model; one-line errors naming the fix.
@@ -46,9 +58,10 @@ def session_from_onnx(model: str | os.PathLike | bytes, providers: str = "cpu", 
     except Exception as exc:  # onnxruntime raises its own exception types
         msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
         hint = ""
-        if "HadamardTransform" in str(exc):
+        if "HadamardTransform" in str(exc) or (not isinstance(model, bytes) and _has_plugin_nodes(model)):
             hint = ("; this graph uses the TensorRT plugin op HadamardTransform, which ONNX Runtime cannot run: "
-                    "export an ONNX Runtime variant (Hadamard as MatMul) or use --engine")
+                    "export the ONNX Runtime variant with `compsrt export ... --hadamard matmul`, or build an "
+                    "engine from this one and use --engine")
         name = "the serialized model" if isinstance(model, bytes) else model
         raise CompsrtError(f"ONNX Runtime cannot load {name}: {msg}{hint}") from None
 
