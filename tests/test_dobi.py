@@ -59,18 +59,23 @@ def test_fast_dobi_chooses_by_the_quantizers_own_error():
 
 
 @pytest.mark.gpu
-def test_fast_dobi_on_cuda_matches_cpu():
-    """The CUDA path sorts with torch.sort (the CPU one with numpy): same k on both devices."""
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+def test_fast_dobi_on_cuda_picks_the_brute_force_k(bits):
+    """On CUDA (torch.sort; the CPU path sorts with numpy) the fast DOBI agrees with the brute force on the same
+    device, as on the CPU, and picks the CPU's k. The error sums themselves differ across devices by up to
+    5e-4 relative (H200, benchmarks/calibration/results/run6_i12_profile/h200_dobi_cuda_vs_cpu.log: CUDA rounds
+    the float32 levels differently), so across devices only the choice is compared."""
     for per_channel in (False, True):
         for t in _tensors(per_channel):
             for kind in ("paper", "asym", "sym"):
-                fq = FakeQuant(4, kind, channels=t.shape[0] if per_channel else None)
+                fq = FakeQuant(bits, kind, channels=t.shape[0] if per_channel else None)
                 ls, us = fq.candidates(t)
-                cpu = dobi_errors(t, ls, us, kind, 4)
-                gpu = dobi_errors(t.cuda(), ls.cuda(), us.cuda(), kind, 4).cpu()
-                rel = float(((cpu - gpu).abs() / cpu.abs().clamp_min(1e-30)).max())
-                assert torch.allclose(cpu, gpu, rtol=1e-6, atol=1e-12), (kind, per_channel, tuple(t.shape), rel)
-                assert torch.equal(cpu.argmin(0), gpu.argmin(0)), (kind, per_channel, tuple(t.shape))
+                cpu = dobi_errors(t, ls, us, kind, bits)
+                gpu = dobi_errors(t.cuda(), ls.cuda(), us.cuda(), kind, bits).cpu()
+                ref = dobi_errors_reference(t.cuda(), ls.cuda(), us.cuda(), kind, bits).double().cpu()
+                assert torch.allclose(gpu, ref, rtol=1e-4, atol=1e-12), float(((gpu - ref).abs() / ref.clamp_min(1e-30)).max())
+                assert torch.equal(gpu.argmin(0), ref.argmin(0)), (kind, per_channel, tuple(t.shape))
+                assert torch.equal(gpu.argmin(0), cpu.argmin(0)), (kind, per_channel, tuple(t.shape))
 
 
 def test_calibration_is_deterministic_on_cpu():
