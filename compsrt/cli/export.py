@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -13,15 +12,8 @@ ONNX_FILE = existing("ONNX model", "create it with `compsrt export`")
 
 
 def _batch(value: str):
-    if value == "dynamic":
-        return None
-    try:
-        b = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--batch takes a positive integer or 'dynamic', got {value!r}") from None
-    if b < 1:
-        raise argparse.ArgumentTypeError(f"--batch must be >= 1, got {b}")
-    return b
+    """``--batch``: a positive integer, or ``dynamic`` (None)."""
+    return None if value == "dynamic" else positive_int(value)
 
 
 def register(subparsers) -> None:

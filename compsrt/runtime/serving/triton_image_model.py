@@ -15,20 +15,11 @@ sys.path[:0] = [p for p in os.environ.get("COMPSRT_PYTHONPATH", "").split(os.pat
 import numpy as np
 import triton_python_backend_utils as pb_utils  # provided by the python backend stub
 
+from compsrt.runtime.serving.dlpack import to_numpy, to_triton
+
 from compsrt.runtime.backends import Backend
 from compsrt.runtime.upscaler import TiledUpscaler
 
-
-def _tensor(name, array):
-    """An output/BLS tensor through DLPack: the stubs' numpy bridge (``pb_utils.Tensor(name, ndarray)``,
-    ``as_numpy()``) misreads numpy >= 2 arrays (zero byte sizes, wrong values): its pybind11 predates
-    the numpy 2 descriptor layout."""
-    return pb_utils.Tensor.from_dlpack(name, np.ascontiguousarray(array))
-
-
-def _array(tensor):
-    """A request tensor as numpy, through DLPack for the same reason (copied: the buffer is the stub's)."""
-    return np.from_dlpack(tensor).copy()
 
 class _TileModel(Backend):
     """The tile model behind BLS, as a compsrt backend."""
@@ -45,11 +36,11 @@ class _TileModel(Backend):
     def infer(self, x, timer):
         arr = np.ascontiguousarray(x, dtype=self.dtype)  # kept alive until exec() returns
         req = pb_utils.InferenceRequest(model_name=self.model, requested_output_names=[self.out],
-                                        inputs=[_tensor(self.inp, arr)])
+                                        inputs=[to_triton(self.inp, arr)])
         resp = req.exec()
         if resp.has_error():
             raise RuntimeError(resp.error().message())
-        return _array(pb_utils.get_output_tensor_by_name(resp, self.out)).astype(np.float32)
+        return to_numpy(pb_utils.get_output_tensor_by_name(resp, self.out)).astype(np.float32)
 
 
 class TritonPythonModel:
@@ -60,7 +51,7 @@ class TritonPythonModel:
         self.upscaler = TiledUpscaler(_TileModel(p), overlap=int(p["overlap"]), batch=int(p["batch"]))
 
     def _one(self, request):
-        img = _array(pb_utils.get_input_tensor_by_name(request, "IMAGE"))
+        img = to_numpy(pb_utils.get_input_tensor_by_name(request, "IMAGE"))
         if img.ndim != 3 or img.shape[2] != 3:
             raise ValueError(f"IMAGE must be uint8 (H, W, 3) RGB, got shape {list(img.shape)}")
         h, w = img.shape[:2]
@@ -74,7 +65,7 @@ class TritonPythonModel:
         responses = []
         for r in requests:
             try:
-                responses.append(pb_utils.InferenceResponse(output_tensors=[_tensor("IMAGE", self._one(r))]))
+                responses.append(pb_utils.InferenceResponse(output_tensors=[to_triton("IMAGE", self._one(r))]))
             except Exception as exc:  # the request fails, the server keeps serving
                 responses.append(pb_utils.InferenceResponse(output_tensors=[],
                                                             error=pb_utils.TritonError(f"compsrt_upscale: {exc}")))

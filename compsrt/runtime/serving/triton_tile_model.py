@@ -14,17 +14,8 @@ sys.path[:0] = [p for p in os.environ.get("COMPSRT_PYTHONPATH", "").split(os.pat
 import numpy as np
 import triton_python_backend_utils as pb_utils  # provided by the python backend stub
 
+from compsrt.runtime.serving.dlpack import to_numpy, to_triton
 
-def _tensor(name, array):
-    """An output/BLS tensor through DLPack: the stubs' numpy bridge (``pb_utils.Tensor(name, ndarray)``,
-    ``as_numpy()``) misreads numpy >= 2 arrays (zero byte sizes, wrong values): its pybind11 predates
-    the numpy 2 descriptor layout."""
-    return pb_utils.Tensor.from_dlpack(name, np.ascontiguousarray(array))
-
-
-def _array(tensor):
-    """A request tensor as numpy, through DLPack for the same reason (copied: the buffer is the stub's)."""
-    return np.from_dlpack(tensor).copy()
 
 class TritonPythonModel:
     def initialize(self, args):
@@ -42,7 +33,7 @@ class TritonPythonModel:
             self.backend = backends.torch_fp_backend(int(p["scale"]), path, p.get("device", "cpu"), p.get("dtype", "fp32"))
 
     def execute(self, requests):
-        xs = [_array(pb_utils.get_input_tensor_by_name(r, "LR")) for r in requests]
+        xs = [to_numpy(pb_utils.get_input_tensor_by_name(r, "LR")) for r in requests]
         try:
             y = self.backend.run(np.concatenate(xs))
         except Exception as exc:  # one bad batch fails its requests, never the server
@@ -50,7 +41,7 @@ class TritonPythonModel:
             return [pb_utils.InferenceResponse(output_tensors=[], error=err) for _ in requests]
         out, i = [], 0
         for x in xs:
-            out.append(pb_utils.InferenceResponse(output_tensors=[_tensor("SR", y[i : i + len(x)])]))
+            out.append(pb_utils.InferenceResponse(output_tensors=[to_triton("SR", y[i : i + len(x)])]))
             i += len(x)
         return out
 
