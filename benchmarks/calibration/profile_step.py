@@ -44,7 +44,7 @@ def regions(fp, cfg, sampler, st, n: int) -> dict:
     kernels' durations from the profiler: what the region costs once launch gaps are gone, as in the graph)."""
     import torch
 
-    from compsrt.calibration.distill import build_student, distill_loss, dobi_init, update_scales
+    from compsrt.calibration.distill import build_student, distill_loss, dobi_init, optimizer_step, update_scales
     from compsrt.calibration.qmodel import quantizers, trainable_params
     from compsrt.calibration.quant import floor_steps_
 
@@ -83,15 +83,7 @@ def regions(fp, cfg, sampler, st, n: int) -> dict:
 
     def optimizer():  # as distill.step: clip, Adam, step-relative rescale, floor
         torch.nn.utils.clip_grad_value_(params, st.clip)
-        with torch.no_grad():
-            prev = [p.detach().clone() for p in params]
-        opt.step()
-        with torch.no_grad():
-            delta = torch._foreach_sub([p.detach() for p in params], prev)
-            torch._foreach_mul_(delta, scales)
-            torch._foreach_add_(prev, delta)
-            for p, v in zip(params, prev):
-                p.copy_(v)
+        optimizer_step(opt, params, scales)
         floor_steps_(fqs, floors)
         opt.zero_grad(set_to_none=True)
 

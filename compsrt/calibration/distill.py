@@ -120,6 +120,23 @@ def resolve_lr_mode(lr_mode: str, cfg: QuantConfig) -> str:
 
 
 @torch.no_grad()
+def optimizer_step(opt, params: list, scales: list | None) -> None:
+    """One Adam step; with ``scales`` (step-relative mode) Adam's update of each parameter is taken in units
+    of its quantizer's DOBI step, i.e. Adam on p / s0."""
+    if scales is None:
+        opt.step()
+        return
+    with torch.no_grad():
+        prev = [p.detach().clone() for p in params]
+    opt.step()
+    with torch.no_grad():
+        delta = torch._foreach_sub([p.detach() for p in params], prev)
+        torch._foreach_mul_(delta, scales)
+        torch._foreach_add_(prev, delta)
+        for p, v in zip(params, prev):
+            p.copy_(v)
+
+
 def update_scales(student: nn.Module) -> list[torch.Tensor]:
     """Per trainable tensor (order of :func:`trainable_params`), the quantizer's current step, shaped like it."""
     out = []
@@ -211,18 +228,7 @@ def _calibrate(fp, cfg, sampler, st: DistillSettings, progress):
         loss = distill_loss(s_out, t_out, s_feats, t_feats)
         loss.backward()
         torch.nn.utils.clip_grad_value_(params, st.clip)
-        if scales is None:
-            opt.step()
-        else:  # Adam on p / s0: the update Adam computes is taken in units of the DOBI step
-            with torch.no_grad():
-                prev = [p.detach().clone() for p in params]
-            opt.step()
-            with torch.no_grad():
-                delta = torch._foreach_sub([p.detach() for p in params], prev)
-                torch._foreach_mul_(delta, scales)
-                torch._foreach_add_(prev, delta)
-                for p, v in zip(params, prev):
-                    p.copy_(v)
+        optimizer_step(opt, params, scales)
         if floored:
             floor_steps_(floored, floors)
         return loss.detach()
