@@ -30,8 +30,14 @@ INPUT_NAME, OUTPUT_NAME = "input", "output"
 
 FP, COMPRESSED, PACKED = "fp", "compressed", "packed"
 # what a file that torch.load cannot read is instead, by its first bytes (for the error message)
-FILE_MAGICS = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"\x08": "an ONNX model"}
+FILE_MAGICS = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"PK\x03\x04": "a zip archive (a PyTorch .pth?)",
+               b"\x08": "an ONNX model"}
 PARAM_KEYS = ("params", "params_ema")
+
+
+def file_kind(head: bytes) -> str | None:
+    """What a file is by its first bytes, for error messages (:data:`FILE_MAGICS`); None when unknown."""
+    return next((kind for magic, kind in FILE_MAGICS.items() if head.startswith(magic)), None)
 
 
 # ------------------------------------------------------------------------------------------ sidecars
@@ -114,7 +120,7 @@ def read_model_file(path: str | os.PathLike, what: str = "model file") -> ModelF
     if not head:
         raise CompsrtError(f"cannot read {what} {path}: it is empty (0 bytes); {expected}")
     if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save writes a zip archive, or a legacy pickle
-        kind = next((k for m, k in FILE_MAGICS.items() if head.startswith(m)), "no file written by torch.save")
+        kind = file_kind(head) or "no file written by torch.save"
         raise CompsrtError(f"cannot read {what} {path}: it is {kind}, not a PyTorch file; {expected}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)

@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import CompsrtError
 from .files import atomic_path
-from .images import SAVE_FORMATS, LoadedImage, load_image, max_pixels
+from .images import SAVE_FORMATS, LoadedImage, check_size, load_image, max_pixels, save_image
 
 DEFAULT_PNG_LEVEL = 1  # see benchmarks/encoding/results.json
 DEFAULT_JPEG_QUALITY = 95
@@ -104,14 +104,6 @@ def is_16bit(path: str | os.PathLike) -> bool:
     return False
 
 
-def _check_size(path: Path, w: int, h: int, limit: int) -> None:
-    if w * h > limit:
-        raise CompsrtError(f"image {path} is {w}x{h} = {w * h:,} pixels, above the limit of {limit:,}; "
-                           "raise it with COMPSRT_MAX_PIXELS if the file is trusted")
-    if w == 0 or h == 0:
-        raise CompsrtError(f"image {path} is empty ({w}x{h})")
-
-
 def _split16(arr: np.ndarray, path: Path) -> LoadedImage:
     """(H, W[, C]) uint16 -> RGB uint16 + alpha uint16 (greyscale replicated, as the 8-bit path)."""
     if arr.ndim == 2:
@@ -139,7 +131,7 @@ def load_image_any(path: str | os.PathLike, limit: int | None = None) -> LoadedI
 
             r = png.Reader(filename=str(path))
             w, h, _, info = r.read()  # header only; rows are read lazily
-            _check_size(path, w, h, limit)
+            check_size(path, w, h, limit)
             w, h, rows, info = png.Reader(filename=str(path)).asDirect()
             planes = info["planes"]
             arr = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows]).reshape(h, w, planes)
@@ -148,7 +140,7 @@ def load_image_any(path: str | os.PathLike, limit: int | None = None) -> LoadedI
 
             with tifffile.TiffFile(path) as tf:
                 page = tf.pages[0]
-                _check_size(path, page.imagewidth, page.imagelength, limit)
+                check_size(path, page.imagewidth, page.imagelength, limit)
                 arr = page.asarray()
             if arr.dtype != np.uint16:
                 raise CompsrtError(f"image {path} has {arr.dtype} samples; 16-bit TIFFs must be unsigned integer")
@@ -175,15 +167,9 @@ def save_image_any(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray |
         raise CompsrtError(f"cannot write {path}: use one of the extensions {', '.join(SAVE_FORMATS)}")
     if rgb.dtype == np.uint16:
         return _save16(path, rgb, alpha, o)
-    from PIL import Image
-
-    img = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
-    if alpha is not None:
-        if fmt in ("JPEG", "BMP"):
-            raise CompsrtError(f"{path}: {fmt} cannot store the input's alpha channel; write a .png instead")
-        img.putalpha(Image.fromarray(np.ascontiguousarray(alpha, dtype=np.uint8), "L"))
-    with atomic_path(path) as tmp:
-        img.save(tmp, format=fmt, **o.pillow_kwargs(fmt))
+    if alpha is not None and fmt == "BMP":  # save_image refuses JPEG alpha the same way
+        raise CompsrtError(f"{path}: {fmt} cannot store the input's alpha channel; write a .png instead")
+    save_image(path, rgb, alpha, o.pillow_kwargs(fmt))
 
 
 def _save16(path: Path, rgb: np.ndarray, alpha: np.ndarray | None, o: EncodeOptions) -> None:

@@ -35,6 +35,15 @@ def max_pixels() -> int:
     return int(os.environ.get("COMPSRT_MAX_PIXELS", DEFAULT_MAX_PIXELS))
 
 
+def check_size(path: Path, w: int, h: int, limit: int) -> None:
+    """Refuse an image from its header: above ``limit`` pixels (decompression bombs) or empty."""
+    if w * h > limit:
+        raise CompsrtError(f"image {path} is {w}x{h} = {w * h:,} pixels, above the limit of {limit:,}; "
+                           "raise it with --max-pixels or COMPSRT_MAX_PIXELS if the file is trusted")
+    if w == 0 or h == 0:
+        raise CompsrtError(f"image {path} is empty ({w}x{h})")
+
+
 def load_image(path: str | os.PathLike, limit: int | None = None) -> LoadedImage:
     """Decode ``path`` into uint8 RGB (+ alpha), refusing oversize images before decoding pixels."""
     path = Path(path)
@@ -46,13 +55,7 @@ def load_image(path: str | os.PathLike, limit: int | None = None) -> LoadedImage
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = _open_header(path)
             w, h = img.size
-            if w * h > limit:
-                raise CompsrtError(
-                    f"image {path} is {w}x{h} = {w * h:,} pixels, above the limit of {limit:,}; "
-                    "raise it with --max-pixels or COMPSRT_MAX_PIXELS if the file is trusted"
-                )
-            if w == 0 or h == 0:
-                raise CompsrtError(f"image {path} is empty ({w}x{h})")
+            check_size(path, w, h, limit)
             img.load()
     except CompsrtError:
         raise
@@ -99,8 +102,12 @@ def _to_rgb(img: Image.Image, path: Path) -> LoadedImage:
     return LoadedImage(np.asarray(img, dtype=np.uint8).copy(), alpha, mode)
 
 
-def save_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | None = None) -> None:
-    """Write uint8 RGB (and optional alpha) atomically; the format follows the file extension."""
+def save_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | None = None,
+               pillow_kwargs: dict | None = None) -> None:
+    """Write uint8 RGB (and optional alpha) atomically; the format follows the file extension.
+
+    ``pillow_kwargs`` are the encoder's options (:class:`compsrt.encoding.EncodeOptions`); default JPEG quality 95.
+    """
     path = Path(path)
     fmt = SAVE_FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -111,4 +118,6 @@ def save_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | Non
             raise CompsrtError(f"{path}: JPEG cannot store the input's alpha channel; write a .png instead")
         img.putalpha(Image.fromarray(np.ascontiguousarray(alpha, dtype=np.uint8), "L"))
     with atomic_path(path) as tmp:
-        img.save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+        if pillow_kwargs is None:
+            pillow_kwargs = {"quality": 95} if fmt == "JPEG" else {}
+        img.save(tmp, format=fmt, **pillow_kwargs)

@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
+from ..artifacts import FILE_MAGICS, file_kind
 from ..errors import CompsrtError
 from .surgery import PLUGIN_OP
 
@@ -108,10 +109,9 @@ def load_onnx(path: str | os.PathLike, external_data: bool = True) -> onnx.Model
         raise CompsrtError(f"ONNX model {path} is empty (0 bytes): no graph; re-run `compsrt export`")
     with open(path, "rb") as f:
         head = f.read(4)
-    if head.startswith((b"\x89PNG", b"\xff\xd8\xff", b"PK\x03\x04")):
-        kind = {b"\x89": "a PNG image", b"\xff": "a JPEG image", b"PK": "a zip archive (a PyTorch .pth?)"}
-        raise CompsrtError(f"{path} is {next(v for k, v in kind.items() if head.startswith(k))}, not an ONNX model; "
-                           "pass the .onnx written by `compsrt export`")
+    kind = file_kind(head)
+    if kind is not None and kind != FILE_MAGICS[b"\x08"]:
+        raise CompsrtError(f"{path} is {kind}, not an ONNX model; pass the .onnx written by `compsrt export`")
     try:
         model = onnx.load(str(path), load_external_data=external_data)
     except Exception as exc:  # protobuf DecodeError, missing external data
