@@ -4,6 +4,11 @@
   ``benchmarks/encoding/bench_png.py``: on 1280x720 SR-like outputs zlib level 1 encodes 9x faster
   than Pillow's default 6 for files 17 % larger; level 0 is faster still but files triple),
   JPEG and WebP quality, lossless WebP.
+* :func:`png_bytes`: the 8-bit PNG writer. Pillow spends half its level-1 time choosing a filter per
+  row while holding the GIL; here every row takes PNG's Average filter (numpy, the smallest files of
+  the five on SR outputs) and levels 1-3 deflate with ISA-L (``isal``, zlib's levels where it is not
+  installed), both without the GIL: 7x faster than Pillow at level 1 and 5 % smaller
+  (``benchmarks/encoding/bench_writers.py``).
 * 16-bit PNG and TIFF (greyscale or RGB, with or without alpha) load as uint16 and save as uint16:
   the model works in float, so a 16-bit input is upscaled without an 8-bit round trip. Pillow reads
   48/64-bit PNGs as 8-bit silently, so the bit depth is taken from the file header and such files
@@ -13,7 +18,9 @@
 from __future__ import annotations
 
 import os
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +34,7 @@ DEFAULT_PNG_LEVEL = 1  # see benchmarks/encoding/results.json
 DEFAULT_JPEG_QUALITY = 95
 DEFAULT_WEBP_QUALITY = 90
 SIXTEEN_BIT_SAVE = {".png", ".tif", ".tiff"}
+PNG_WRITERS = ("compsrt", "pillow")
 
 
 @dataclass(frozen=True)
@@ -35,8 +43,11 @@ class EncodeOptions:
     jpeg_quality: int = DEFAULT_JPEG_QUALITY
     webp_quality: int = DEFAULT_WEBP_QUALITY
     webp_lossless: bool = False
+    png_writer: str = "compsrt"  # or "pillow": Pillow's encoder (per-row adaptive filter), the benchmarks' before
 
     def __post_init__(self):
+        if self.png_writer not in PNG_WRITERS:
+            raise CompsrtError(f"PNG writer must be one of {', '.join(PNG_WRITERS)}, got {self.png_writer!r}")
         if not 0 <= self.png_level <= 9:
             raise CompsrtError(f"--png-level must be 0..9 (zlib level), got {self.png_level}")
         for name, q in (("--jpeg-quality", self.jpeg_quality), ("--webp-quality", self.webp_quality)):
@@ -60,11 +71,14 @@ def add_encode_args(p) -> None:
     g.add_argument("--jpeg-quality", type=int, default=DEFAULT_JPEG_QUALITY, help=f"JPEG quality 1-100 (default {DEFAULT_JPEG_QUALITY})")
     g.add_argument("--webp-quality", type=int, default=DEFAULT_WEBP_QUALITY, help=f"WebP quality 1-100 (default {DEFAULT_WEBP_QUALITY})")
     g.add_argument("--webp-lossless", action="store_true", help="lossless WebP")
+    g.add_argument("--png-writer", choices=PNG_WRITERS, default="compsrt",
+                   help="8-bit PNG encoder (default compsrt: Average filter + ISA-L deflate, 7x faster than pillow)")
 
 
 def options_from_args(args) -> EncodeOptions:
     return EncodeOptions(getattr(args, "png_level", DEFAULT_PNG_LEVEL), getattr(args, "jpeg_quality", DEFAULT_JPEG_QUALITY),
-                         getattr(args, "webp_quality", DEFAULT_WEBP_QUALITY), getattr(args, "webp_lossless", False))
+                         getattr(args, "webp_quality", DEFAULT_WEBP_QUALITY), getattr(args, "webp_lossless", False),
+                         getattr(args, "png_writer", "compsrt"))
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -169,7 +183,59 @@ def save_image_any(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray |
         return _save16(path, rgb, alpha, o)
     if alpha is not None and fmt == "BMP":  # save_image refuses JPEG alpha the same way
         raise CompsrtError(f"{path}: {fmt} cannot store the input's alpha channel; write a .png instead")
+    if fmt == "PNG" and o.png_writer == "compsrt":
+        arr = rgb if alpha is None else np.dstack([rgb, alpha.astype(np.uint8)])
+        data = png_bytes(arr, o.png_level)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+        return
     save_image(path, rgb, alpha, o.pillow_kwargs(fmt))
+
+
+def _average_filtered(rows: np.ndarray, bpp: int) -> np.ndarray:
+    """PNG filter type 3 on every row: byte - floor((left + up) / 2), mod 256, each row led by its type byte."""
+    h, n = rows.shape
+    out = np.empty((h, n + 1), np.uint8)
+    out[:, 0] = 3
+    pred = np.empty((h, n), np.uint16)
+    pred[0, :bpp] = 0
+    pred[0, bpp:] = rows[0, :-bpp]  # first row: no row above
+    pred[1:, :bpp] = rows[:-1, :bpp]  # first pixel: nothing to the left
+    np.add(rows[1:, :-bpp], rows[:-1, bpp:], out=pred[1:, bpp:], dtype=np.uint16)
+    pred >>= 1
+    np.subtract(rows, pred, out=out[:, 1:], dtype=np.uint8, casting="unsafe")
+    return out
+
+
+def _deflate(data: np.ndarray, level: int) -> bytes:
+    if 1 <= level <= 3:
+        try:
+            from isal import isal_zlib
+        except ImportError:
+            pass
+        else:
+            return isal_zlib.compress(data, level)
+    return zlib.compress(data, level)
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
+
+
+def png_bytes(arr: np.ndarray, level: int = DEFAULT_PNG_LEVEL) -> bytes:
+    """An 8-bit grey (H, W), RGB or RGBA (H, W, 1|3|4) array as a PNG file's bytes, zlib level 0-9."""
+    if arr.dtype != np.uint8:
+        raise CompsrtError(f"png_bytes writes 8-bit images, got {arr.dtype}")
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    h, w, c = arr.shape
+    colour = {1: 0, 3: 2, 4: 6}.get(c)
+    if colour is None:
+        raise CompsrtError(f"png_bytes writes grey, RGB or RGBA images, got {c} channels")
+    rows = np.ascontiguousarray(arr).reshape(h, w * c)
+    idat = _deflate(_average_filtered(rows, c), level)
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, colour, 0, 0, 0))
+            + _chunk(b"IDAT", idat) + _chunk(b"IEND", b""))
 
 
 def _save16(path: Path, rgb: np.ndarray, alpha: np.ndarray | None, o: EncodeOptions) -> None:

@@ -1,12 +1,15 @@
 """Pipelined folder upscaling, encoding options and 16-bit I/O (CPU, tiny images)."""
 
+import io
+import sys
+
 import numpy as np
 import png
 import pytest
 from PIL import Image
 
 from compsrt.cli import main
-from compsrt.encoding import EncodeOptions, is_16bit, load_image_any, save_image_any, to_8bit
+from compsrt.encoding import EncodeOptions, is_16bit, load_image_any, png_bytes, save_image_any, to_8bit
 from compsrt.errors import CompsrtError
 from compsrt.runtime.backends import Backend, torch_fp_backend
 from compsrt.runtime.pipelined import PipelinedUpscaler
@@ -99,6 +102,40 @@ def test_encode_options(tmp_path):
     assert np.array_equal(np.asarray(Image.open(tmp_path / "ll.webp").convert("RGB")), a)
     with pytest.raises(CompsrtError, match="png-level"):
         EncodeOptions(png_level=11)
+
+
+@pytest.mark.parametrize("isal", [True, False])
+def test_png_writer_is_lossless_and_valid(tmp_path, monkeypatch, isal):
+    """compsrt's PNG writer: every level, grey/RGB/RGBA, edge shapes decode to the input (ISA-L and zlib)."""
+    if isal:
+        pytest.importorskip("isal")
+    else:
+        monkeypatch.setitem(sys.modules, "isal", None)  # the zlib fallback
+    rng = np.random.default_rng(5)
+    smooth = (np.add.outer(np.arange(40), np.arange(56)) * 3 % 256).astype(np.uint8)
+    cases = [smooth[..., None].repeat(3, 2), rng.integers(0, 256, (9, 7, 4), dtype=np.uint8), smooth,
+             rng.integers(0, 256, (1, 13, 3), dtype=np.uint8), rng.integers(0, 256, (11, 1, 3), dtype=np.uint8)]
+    for a in cases:
+        for level in (0, 1, 2, 3, 6, 9):
+            img = Image.open(io.BytesIO(png_bytes(a, level)))
+            img.load()  # checks the CRCs and the zlib stream
+            assert np.array_equal(np.asarray(img), a), (a.shape, level)
+    assert len(png_bytes(cases[0], 1)) < len(png_bytes(cases[0], 0))
+    alpha = rng.integers(0, 256, (40, 56), dtype=np.uint8)
+    save_image_any(tmp_path / "a.png", cases[0], alpha)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), np.dstack([cases[0], alpha]))
+    with pytest.raises(CompsrtError, match="8-bit"):
+        png_bytes(smooth.astype(np.uint16))
+    with pytest.raises(CompsrtError, match="channels"):
+        png_bytes(cases[1][..., :2])
+
+
+def test_pillow_png_writer_option(tmp_path):
+    a = np.random.default_rng(6).integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    save_image_any(tmp_path / "p.png", a, options=EncodeOptions(png_writer="pillow"))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "p.png")), a)
+    with pytest.raises(CompsrtError, match="PNG writer"):
+        EncodeOptions(png_writer="libpng")
 
 
 @pytest.mark.parametrize("ext", [".png", ".tif"])

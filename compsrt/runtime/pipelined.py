@@ -1,7 +1,7 @@
 """Pipelined upscaling of many files: host stages overlap the device, outputs keep input order.
 
 Stages per image: decode -> tiling -> (h2d -> compute -> d2h per batch) -> stitching -> encode.
-A pool of host threads runs decode/tiling and stitching/encode (Pillow, zlib and numpy release the
+A pool of host threads runs decode/tiling and stitching/encode (numpy and the PNG writer's deflate release the
 GIL); a pool of device workers runs the batches, each worker with its own CUDA stream on a torch
 CUDA backend, so the copies and kernels of one batch overlap those of the next (one worker for a
 compiled model, see :func:`_device_workers`; other backends
@@ -223,7 +223,7 @@ def throughput_profile(upscaler: TiledUpscaler, size=(320, 180), images: int = 3
     from ..images import load_image
 
     encode = encode or EncodeOptions()
-    before_encode = before_encode or EncodeOptions(png_level=6)
+    before_encode = before_encode or EncodeOptions(png_level=6, png_writer="pillow")
     pipe = PipelinedUpscaler(upscaler, host_workers=host_workers, device_workers=device_workers, encode=encode)
     result: dict = {"images": images, "input": {"width": size[0], "height": size[1]}, "host_workers": pipe.host_workers,
                     "device_workers": pipe.device_workers, "depth": pipe.depth, "encode": dict(vars(encode)),
@@ -262,6 +262,7 @@ def throughput_profile(upscaler: TiledUpscaler, size=(320, 180), images: int = 3
                 secs = time.perf_counter() - t0
                 ms = 1e3 * np.asarray(lat)
                 result[key] = {"seconds": secs, "images_per_s": images / secs, "png_level": enc.png_level,
+                               "png_writer": enc.png_writer,
                                "latency_ms": {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
                                               "mean": float(ms.mean()), "max": float(ms.max())}}
             result["speedup_vs_before"] = result["pipelined"]["images_per_s"] / result["sequential_before"]["images_per_s"]
@@ -276,12 +277,13 @@ def throughput_text(r: dict) -> str:
              f"{r['host_workers']} host / {r['device_workers']} device workers",
              f"  compute only     {r['compute_only']['images_per_s']:8.2f} images/s",
              f"  pipelined        {r['pipelined']['images_per_s']:8.2f} images/s "
-             f"({r['pipelined']['vs_compute_only']:.2f}x compute-only, PNG level {r['encode']['png_level']})"]
+             f"({r['pipelined']['vs_compute_only']:.2f}x compute-only, PNG level {r['encode']['png_level']} "
+             f"{r['encode']['png_writer']})"]
     for key, name in (("sequential", "sequential"), ("sequential_before", "before (seq.)")):
         if key in r:
             s = r[key]
             lines.append(f"  {name:<16} {s['images_per_s']:8.2f} images/s, latency p50 {s['latency_ms']['p50']:.1f} ms "
-                         f"p99 {s['latency_ms']['p99']:.1f} ms (PNG level {s['png_level']})")
+                         f"p99 {s['latency_ms']['p99']:.1f} ms (PNG level {s['png_level']} {s['png_writer']})")
     if "speedup_vs_before" in r:
         lines.append(f"  pipelined / before: {r['speedup_vs_before']:.2f}x")
     return "\n".join(lines)

@@ -167,10 +167,10 @@ class Stitcher:
         y, x = origin
         s = self.scale
         if self.grid.count == 1:  # one tile: no blending, straight to the result
-            hwc = out[:, : self.out_h, : self.out_w].transpose(1, 2, 0)
-            self.result_u8[...] = np.round(np.clip(hwc, 0.0, 1.0) * 255.0)
+            chw = out[:, : self.out_h, : self.out_w]
+            _quantize_into(self.result_u8, chw)
             if self.result_f32 is not None:
-                self.result_f32[...] = hwc
+                self.result_f32[...] = chw.transpose(1, 2, 0)
             self._pending[y] -= 1
             return
         a, b = y * s, (y + self.grid.tile_h) * s
@@ -194,10 +194,9 @@ class Stitcher:
         if top > self.lo:
             k = top - self.lo
             blended = self.acc[:, :k, : self.out_w] / np.maximum(self.wsum[:k, : self.out_w], 1e-12)
-            hwc = blended.transpose(1, 2, 0)
-            self.result_u8[self.lo : top] = np.round(np.clip(hwc, 0.0, 1.0) * 255.0).astype(np.uint8)
+            _quantize_into(self.result_u8[self.lo : top], blended)
             if self.result_f32 is not None:
-                self.result_f32[self.lo : top] = hwc
+                self.result_f32[self.lo : top] = blended.transpose(1, 2, 0)
         self.acc = self.acc[:, n:].copy()
         self.wsum = self.wsum[n:].copy()
         self.lo = limit
@@ -205,6 +204,15 @@ class Stitcher:
     @property
     def done(self) -> bool:
         return all(v == 0 for v in self._pending.values())
+
+
+def _quantize_into(dst_hwc: np.ndarray, chw: np.ndarray) -> None:
+    """round(clip(x, 0, 1) * 255) of float CHW into uint8 HWC: the arithmetic on contiguous CHW, one
+    transposing copy at the end (half the time of doing it all on the transposed view)."""
+    t = np.clip(chw, 0.0, 1.0)
+    t *= 255.0
+    np.rint(t, out=t)
+    np.copyto(dst_hwc, t.transpose(1, 2, 0), casting="unsafe")
 
 
 def extract_tiles(padded: np.ndarray, grid: TileGrid, origins: list[tuple[int, int]]) -> np.ndarray:
