@@ -235,7 +235,8 @@ def throughput_profile(upscaler: TiledUpscaler, size=(320, 180), images: int = 3
             upscaler.upscale_file(srcs[0], tmp / "warm.png", encode=encode)
         rgbs = [load_image(p).rgb for p in srcs]
         pipe.compute_only(rgbs[: max(1, min(4, images))])  # warm the device workers' streams
-        secs = pipe.compute_only(rgbs)
+        secs = min(pipe.compute_only(rgbs) for _ in range(2))  # the bound: the better of two passes (on the
+        # H200 the first pass after torch.compile's warm-up ran at times at half the rate of the second)
         result["compute_only"] = {"seconds": secs, "images_per_s": images / secs}
         pairs = [(p, tmp / "out" / p.name) for p in srcs]
         t0 = time.perf_counter()
