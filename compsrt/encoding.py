@@ -4,11 +4,11 @@
   ``benchmarks/encoding/bench_png.py``: on 1280x720 SR-like outputs zlib level 1 encodes 9x faster
   than Pillow's default 6 for files 17 % larger; level 0 is faster still but files triple),
   JPEG and WebP quality, lossless WebP.
-* :func:`png_bytes`: the 8-bit PNG writer. Pillow spends half its level-1 time choosing a filter per
-  row while holding the GIL; here every row takes PNG's Average filter (numpy, the smallest files of
-  the five on SR outputs) and levels 1-3 deflate with ISA-L (``isal``, zlib's levels where it is not
-  installed), both without the GIL: 7x faster than Pillow at level 1 and 5 % smaller
-  (``benchmarks/encoding/bench_writers.py``).
+* :func:`png_bytes`: the 8-bit PNG writer. Pillow spends about half its level-1 time applying its
+  filter (its level 0, no deflate, takes 0.44x of level 1's time); here every row takes PNG's
+  Average filter (numpy; the smallest files of the five filters on SR outputs) and levels 1-3
+  deflate with ISA-L (``isal``; zlib's same levels where it is not installed): on the H200 host 6.5x
+  faster than Pillow at level 1 for files 5.6 % smaller (``benchmarks/encoding/bench_writers.py``).
 * 16-bit PNG and TIFF (greyscale or RGB, with or without alpha) load as uint16 and save as uint16:
   the model works in float, so a 16-bit input is upscaled without an 8-bit round trip. Pillow reads
   48/64-bit PNGs as 8-bit silently, so the bit depth is taken from the file header and such files
@@ -30,7 +30,7 @@ from .errors import CompsrtError
 from .files import atomic_path
 from .images import SAVE_FORMATS, LoadedImage, check_size, load_image, max_pixels, save_image
 
-DEFAULT_PNG_LEVEL = 1  # see benchmarks/encoding/results.json
+DEFAULT_PNG_LEVEL = 1  # see benchmarks/encoding/results/cpu_png_levels/results.json
 DEFAULT_JPEG_QUALITY = 95
 DEFAULT_WEBP_QUALITY = 90
 SIXTEEN_BIT_SAVE = {".png", ".tif", ".tiff"}
@@ -43,7 +43,7 @@ class EncodeOptions:
     jpeg_quality: int = DEFAULT_JPEG_QUALITY
     webp_quality: int = DEFAULT_WEBP_QUALITY
     webp_lossless: bool = False
-    png_writer: str = "compsrt"  # or "pillow": Pillow's encoder (per-row adaptive filter), the benchmarks' before
+    png_writer: str = "compsrt"  # or "pillow": Pillow's encoder, the writer before png_bytes (benchmarks' before)
 
     def __post_init__(self):
         if self.png_writer not in PNG_WRITERS:
@@ -72,7 +72,7 @@ def add_encode_args(p) -> None:
     g.add_argument("--webp-quality", type=int, default=DEFAULT_WEBP_QUALITY, help=f"WebP quality 1-100 (default {DEFAULT_WEBP_QUALITY})")
     g.add_argument("--webp-lossless", action="store_true", help="lossless WebP")
     g.add_argument("--png-writer", choices=PNG_WRITERS, default="compsrt",
-                   help="8-bit PNG encoder (default compsrt: Average filter + ISA-L deflate, 7x faster than pillow)")
+                   help="8-bit PNG encoder (default compsrt: Average filter + ISA-L deflate, 6.5x faster than pillow at level 1)")
 
 
 def options_from_args(args) -> EncodeOptions:

@@ -2,7 +2,7 @@
 
 Inputs: 320x180 crops of the Kodak training images ($COMPSRT_DATA/train/Kodak) upscaled x4 with the
 MATLAB-compatible bicubic (smooth, like super-resolved images), encoded with Pillow at levels 0-9.
-Prints a table and writes results.json beside this script (or --out). Run:
+Prints a table and writes results/cpu_png_levels/results.json beside this script (or --out). Run:
 
     python -m benchmarks.encoding.bench_png --images 6 --repeat 3
 """
@@ -27,7 +27,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=6)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--out", type=Path, default=Path(__file__).with_name("results.json"))
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "cpu_png_levels" / "results.json")
     args = ap.parse_args()
     files = sorted((data_root() / "train" / "Kodak").glob("*.png"))[: args.images]
     if not files:

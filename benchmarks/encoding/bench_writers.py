@@ -3,7 +3,7 @@
 Inputs as ``bench_png.py``: 320x180 crops of Kodak training images upscaled x4 (1280x720, MATLAB
 bicubic: smooth like super-resolved images). Candidates, each at zlib level 1:
 
-* ``pillow``: Pillow's encoder (per-row adaptive filter), the writer before ``compsrt.encoding.png_bytes``;
+* ``pillow``: Pillow's encoder (its own filtering and zlib), the writer before ``compsrt.encoding.png_bytes``;
 * ``filter-<f>+<deflate>``: one PNG filter on every row (numpy) then ISA-L or zlib deflate, for the
   five filters: why ``png_bytes`` uses Average;
 * ``compsrt``: :func:`compsrt.encoding.png_bytes` itself (Average + ISA-L, zlib without isal);

@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 import urllib.request
@@ -56,16 +55,9 @@ def find_triton() -> TritonInstall:
         raise CompsrtError(f"the nvidia-pytriton install at {root.parent} has no tritonserver binary; reinstall it")
     ver = f"{sys.version_info.major}.{sys.version_info.minor}"
     stub = root / "python_backend_stubs" / ver / "triton_python_backend_stub"
-    libs = [root.parent.parent / "nvidia_pytriton.libs", root / "external_libs", _libpython_dir()]
-    return TritonInstall(binary, root / "backends", [p for p in libs if p and p.is_dir()], stub if stub.is_file() else None,
+    libs = [root.parent.parent / "nvidia_pytriton.libs", root / "external_libs"]
+    return TritonInstall(binary, root / "backends", [p for p in libs if p.is_dir()], stub if stub.is_file() else None,
                          source=f"nvidia-pytriton ({root.parent})")
-
-
-def _libpython_dir() -> Path | None:
-    """The folder of this interpreter's ``libpythonX.Y.so``: the wheel's stubs link against it but bundle
-    only 3.13's, and a venv's or a relocatable Python's folder is not on the loader's default path."""
-    d, name = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("INSTSONAME")
-    return Path(d) if d and name and (Path(d) / name).is_file() else None
 
 
 def free_port() -> int:
@@ -150,8 +142,6 @@ def python_env() -> dict:
     # The stub's embedded interpreter ignores PYTHONPATH; the repository's model.py files read this.
     env["PYTHONPATH"] = env["COMPSRT_PYTHONPATH"] = joined
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // 2)))
-    if sysconfig.get_config_var("prefix") != sys.base_prefix:  # a relocated Python (uv's, a standalone build):
-        env.setdefault("PYTHONHOME", sys.base_prefix)  # the stub's embedded one would look at the build prefix
     return env
 
 
