@@ -67,7 +67,7 @@ class EncodeOptions:
 def add_encode_args(p) -> None:
     g = p.add_argument_group("encoding")
     g.add_argument("--png-level", type=int, default=DEFAULT_PNG_LEVEL,
-                   help=f"PNG zlib level 0-9 (default {DEFAULT_PNG_LEVEL}: 9x faster than Pillow's 6, files 17%% larger)")
+                   help=f"PNG deflate level 0-9 (default {DEFAULT_PNG_LEVEL}, chosen by benchmarks/encoding/bench_png.py)")
     g.add_argument("--jpeg-quality", type=int, default=DEFAULT_JPEG_QUALITY, help=f"JPEG quality 1-100 (default {DEFAULT_JPEG_QUALITY})")
     g.add_argument("--webp-quality", type=int, default=DEFAULT_WEBP_QUALITY, help=f"WebP quality 1-100 (default {DEFAULT_WEBP_QUALITY})")
     g.add_argument("--webp-lossless", action="store_true", help="lossless WebP")

@@ -1,5 +1,6 @@
 """Pipelined folder upscaling, encoding options and 16-bit I/O (CPU, tiny images)."""
 
+import argparse
 import io
 import sys
 
@@ -9,7 +10,8 @@ import pytest
 from PIL import Image
 
 from compsrt.cli import main
-from compsrt.encoding import EncodeOptions, is_16bit, load_image_any, png_bytes, save_image_any, to_8bit
+from compsrt.encoding import (EncodeOptions, add_encode_args, is_16bit, load_image_any, options_from_args, png_bytes,
+                              save_image_any, to_8bit)
 from compsrt.errors import CompsrtError
 from compsrt.runtime.backends import Backend, torch_fp_backend
 from compsrt.runtime.pipelined import PipelinedUpscaler
@@ -136,6 +138,10 @@ def test_pillow_png_writer_option(tmp_path):
     assert np.array_equal(np.asarray(Image.open(tmp_path / "p.png")), a)
     with pytest.raises(CompsrtError, match="PNG writer"):
         EncodeOptions(png_writer="libpng")
+    parser = argparse.ArgumentParser()
+    add_encode_args(parser)
+    assert options_from_args(parser.parse_args(["--png-writer", "pillow"])).png_writer == "pillow"
+    assert options_from_args(parser.parse_args([])).png_writer == "compsrt"
 
 
 @pytest.mark.parametrize("ext", [".png", ".tif"])
