@@ -83,6 +83,15 @@ def test_torch_tiled_equals_whole_away_from_seams(tiny_model, image, whole, tile
         assert diff.max() < 0.05 and np.mean(diff) < 1e-3
 
 
+def test_cuda_graph_needs_cuda(tiny_model, tmp_path, capsys):
+    with pytest.raises(CompsrtError, match="--cuda-graph needs a CUDA device"):
+        TorchBackend(tiny_model, "cpu", cuda_graph=True)
+    img = tmp_path / "in.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(img)
+    assert main(["upscale", str(img), str(tmp_path / "out.png"), "--device", "cpu", "--cuda-graph"]) == 2
+    assert "--cuda-graph needs a CUDA device" in capsys.readouterr().err
+
+
 def test_small_image_runs_whole(tiny_model):
     img = np.random.default_rng(0).integers(0, 256, (13, 11, 3), dtype=np.uint8)
     up = TiledUpscaler(TorchBackend(tiny_model), tile=TILE)

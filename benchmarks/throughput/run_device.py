@@ -32,15 +32,20 @@ def main() -> int:
     ap.add_argument("--source", type=Path)
     ap.add_argument("--dtype", default="bf16")
     ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--cuda-graph", action="store_true", help="replay one CUDA graph per shape (TorchBackend cuda_graph)")
+    ap.add_argument("--scales", default="4,2", help="which of the two cases to run: 4 (320x180), 2 (640x360)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     after, before = EncodeOptions(png_level=1), EncodeOptions(png_level=1, png_writer="pillow")
     runs = []
-    for scale, size in ((4, (320, 180)), (2, (640, 360))):
-        label = f"torch-fp-{args.dtype}{'' if args.no_compile else '-compiled'} {size[0]}x{size[1]} x{scale}"
+    scales = {int(v) for v in args.scales.split(",")}
+    for scale, size in [c for c in ((4, (320, 180)), (2, (640, 360))) if c[0] in scales]:
+        label = (f"torch-fp-{args.dtype}{'' if args.no_compile else '-compiled'}{'-graph' if args.cuda_graph else ''} "
+                 f"{size[0]}x{size[1]} x{scale}")
         try:
             t0 = time.perf_counter()
-            b = torch_fp_backend(scale, device="cuda", dtype=args.dtype, compile=not args.no_compile)
+            b = torch_fp_backend(scale, device="cuda", dtype=args.dtype, compile=not args.no_compile,
+                                 cuda_graph=args.cuda_graph)
             up = TiledUpscaler(b, tile=0)
             r = throughput_profile(up, size, images=args.images, source=args.source, encode=after,
                                    before_encode=before, host_workers=os.cpu_count(), warmup=3)

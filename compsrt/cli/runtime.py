@@ -34,6 +34,8 @@ def add_backend_args(p: argparse.ArgumentParser, engine: bool = True) -> None:
     g.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="torch autocast precision (default %(default)s)")
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--cuda-graph", action="store_true",
+                   help="torch on CUDA: capture one CUDA graph per tile-batch shape and replay it (default: off)")
     g.add_argument("--providers", choices=("cpu", "cuda"), default="cpu",
                    help="ONNX Runtime execution provider (default %(default)s)")
     t = p.add_argument_group("tiling")
@@ -63,7 +65,8 @@ def make_backend(args):
     device = resolve_device(args.device) if not (getattr(args, "engine", None) or args.onnx) else "cpu"
     b = open_backend(engine=getattr(args, "engine", None), onnx=args.onnx, checkpoint=args.checkpoint,
                      weights=args.weights, scale=scale, device=device, dtype=args.dtype, compile=args.compile,
-                     providers=args.providers, weights_sha256=args.weights_sha256)
+                     providers=args.providers, weights_sha256=args.weights_sha256,
+                     cuda_graph=getattr(args, "cuda_graph", False))
     if chosen:
         try:
             check_scale(args.scale, b.scale, getattr(args, chosen[0]))

@@ -46,8 +46,10 @@ class FileResult:
 
 def _device_workers(backend) -> int:
     """Two streams for eager torch on CUDA; one for a torch.compile'd model (on the H200 two threads
-    calling the compiled graph halved the compute-only rate at 320x180, benchmarks/throughput/)."""
-    return 2 if getattr(backend, "is_cuda", False) and not getattr(backend, "compiled", False) else 1
+    calling the compiled graph halved the compute-only rate at 320x180, benchmarks/throughput/) and for
+    CUDA graphs (their replays are serialised)."""
+    single = getattr(backend, "compiled", False) or getattr(backend, "cuda_graph", False)
+    return 2 if getattr(backend, "is_cuda", False) and not single else 1
 
 
 class PipelinedUpscaler:

@@ -22,7 +22,7 @@ __all__ = ["Backend", "DTYPES", "OrtBackend", "TorchBackend", "open_backend", "s
 
 def open_backend(engine=None, onnx=None, checkpoint=None, weights=None, scale: int = 4, device: str = "cpu",
                  dtype: str = "fp32", compile: bool = False, providers: str = "cpu",
-                 weights_sha256: str | None = None) -> Backend:
+                 weights_sha256: str | None = None, cuda_graph: bool = False) -> Backend:
     """The runner for one model: an engine (TensorRT), an ONNX file (ONNX Runtime), any model file (torch),
     else the FP weights (``weights`` or the default resolution). At most one of engine / onnx / checkpoint."""
     chosen = [n for n, v in (("engine", engine), ("onnx", onnx), ("checkpoint", checkpoint)) if v]
@@ -35,5 +35,5 @@ def open_backend(engine=None, onnx=None, checkpoint=None, weights=None, scale: i
     if onnx:
         return OrtBackend(onnx, providers)
     if checkpoint:
-        return torch_checkpoint_backend(checkpoint, device, dtype, compile)
-    return torch_fp_backend(scale, weights, device, dtype, compile, sha256=weights_sha256)
+        return torch_checkpoint_backend(checkpoint, device, dtype, compile, cuda_graph)
+    return torch_fp_backend(scale, weights, device, dtype, compile, sha256=weights_sha256, cuda_graph=cuda_graph)

@@ -1,8 +1,10 @@
-"""torch runner (FP or fake-quant module; autocast bf16/fp16; ``torch.compile``) and its model loaders."""
+"""torch runner (FP or fake-quant module; autocast bf16/fp16; ``torch.compile``; CUDA graphs) and its model loaders."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -16,11 +18,18 @@ DTYPES = ("fp32", "bf16", "fp16")
 
 
 class TorchBackend(Backend):
-    """A torch module (FP or fake-quant); optional autocast (bf16/fp16) and ``torch.compile``."""
+    """A torch module (FP or fake-quant); optional autocast (bf16/fp16), ``torch.compile`` and CUDA graphs.
+
+    ``cuda_graph`` captures one graph per input shape and replays it: one launch per batch instead of
+    hundreds, so the device thread no longer competes for the GIL with the host threads of the pipelined
+    upscaler (measured on the H200, benchmarks/throughput/). Replays share static buffers, so runs are
+    serialised by a lock.
+    """
 
     name = "torch"
 
-    def __init__(self, model, device: str = "cpu", dtype: str = "fp32", compile: bool = False, label: str | None = None):
+    def __init__(self, model, device: str = "cpu", dtype: str = "fp32", compile: bool = False, label: str | None = None,
+                 cuda_graph: bool = False):
         import torch
 
         if dtype not in DTYPES:
@@ -42,6 +51,11 @@ class TorchBackend(Backend):
         self.label = label or f"torch-{dtype}{'-compiled' if compile else ''}"
         self.window = int(getattr(model, "window_size", 8))
         self.is_cuda = self.device.type == "cuda"
+        if cuda_graph and not self.is_cuda:
+            raise CompsrtError("--cuda-graph needs a CUDA device; drop it or use --device cuda")
+        self.cuda_graph = cuda_graph
+        self._graphs: dict[tuple, tuple] = {}
+        self._graph_lock = threading.Lock()
         if self.is_cuda:
             torch.cuda.reset_peak_memory_stats(self.device)
 
@@ -56,8 +70,31 @@ class TorchBackend(Backend):
                 fn = self.model
             if self.autocast_dtype is None:
                 return fn(xd)
-            with torch.autocast(self.device.type, dtype=self.autocast_dtype):
+            # no cast cache under a graph: cached casts would live outside the captured memory pool
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype, cache_enabled=not self.cuda_graph):
                 return fn(xd)
+
+    def _replay(self, xd):
+        """Run ``xd`` through this shape's CUDA graph, capturing it on first use (after two warm-up runs:
+        the eager pass that builds the masks and, when compiled, the compiling pass)."""
+        torch = self.torch
+        key = tuple(xd.shape)
+        if key not in self._graphs:
+            static_x = xd.clone()
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    self._forward(static_x)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                static_y = self._forward(static_x)
+            self._graphs[key] = (graph, static_x, static_y)
+        graph, static_x, static_y = self._graphs[key]
+        static_x.copy_(xd)
+        graph.replay()
+        return static_y
 
     def infer(self, x: np.ndarray, timer: StageTimer) -> np.ndarray:
         torch = self.torch
@@ -68,15 +105,16 @@ class TorchBackend(Backend):
             return y
         ev = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
         host = torch.from_numpy(x).pin_memory()
-        ev[0].record()
-        xd = host.to(self.device, non_blocking=True)
-        ev[1].record()
-        yd = self._forward(xd).float()
-        ev[2].record()
-        out = torch.empty(yd.shape, dtype=torch.float32, pin_memory=True)
-        out.copy_(yd, non_blocking=True)
-        ev[3].record()
-        ev[3].synchronize()
+        with self._graph_lock if self.cuda_graph else contextlib.nullcontext():
+            ev[0].record()
+            xd = host.to(self.device, non_blocking=True)
+            ev[1].record()
+            yd = (self._replay(xd) if self.cuda_graph else self._forward(xd)).float()
+            ev[2].record()
+            out = torch.empty(yd.shape, dtype=torch.float32, pin_memory=True)
+            out.copy_(yd, non_blocking=True)
+            ev[3].record()
+            ev[3].synchronize()
         timer.add("h2d", ev[0].elapsed_time(ev[1]) / 1e3)
         timer.add("compute", ev[1].elapsed_time(ev[2]) / 1e3)
         timer.add("d2h", ev[2].elapsed_time(ev[3]) / 1e3)
@@ -88,20 +126,25 @@ class TorchBackend(Backend):
         return {"device_peak_bytes": None}
 
     def describe(self) -> dict:
-        return super().describe() | {"backend": "torch", "label": self.label, "dtype": self.dtype, "compiled": self.compiled}
+        return super().describe() | {"backend": "torch", "label": self.label, "dtype": self.dtype, "compiled": self.compiled,
+                                     "cuda_graph": self.cuda_graph}
+
+
+def _label(kind: str, dtype: str, compile: bool, cuda_graph: bool) -> str:
+    return f"torch-{kind}-{dtype}{'-compiled' if compile else ''}{'-graph' if cuda_graph else ''}"
 
 
 def torch_fp_backend(scale: int, weights=None, device: str = "cpu", dtype: str = "fp32", compile: bool = False,
-                     sha256: str | None = None) -> TorchBackend:
+                     sha256: str | None = None, cuda_graph: bool = False) -> TorchBackend:
     """The FP SwinIR-light of ``scale`` (weights resolved as everywhere: --weights, weights dir, download)."""
     from ...models.weights import load_swinir
 
     return TorchBackend(load_swinir(scale, weights, sha256=sha256), device, dtype, compile,
-                        label=f"torch-fp-{dtype}{'-compiled' if compile else ''}")
+                        label=_label("fp", dtype, compile, cuda_graph), cuda_graph=cuda_graph)
 
 
 def torch_checkpoint_backend(path: str | os.PathLike, device: str = "cpu", dtype: str = "fp32",
-                             compile: bool = False) -> TorchBackend:
+                             compile: bool = False, cuda_graph: bool = False) -> TorchBackend:
     """The model of any model file: a compressed checkpoint or pack (fake-quant), or FP weights."""
     from ...calibration.checkpoint import load_model
 
@@ -109,7 +152,7 @@ def torch_checkpoint_backend(path: str | os.PathLike, device: str = "cpu", dtype
         raise CompsrtError(f"checkpoint {path} does not exist; create one with `compsrt calibrate`")
     model, meta = load_model(path)
     kind = "fp" if meta["kind"] == "fp" else "fakequant"
-    b = TorchBackend(model, device, dtype, compile, label=f"torch-{kind}-{dtype}{'-compiled' if compile else ''}")
+    b = TorchBackend(model, device, dtype, compile, label=_label(kind, dtype, compile, cuda_graph), cuda_graph=cuda_graph)
     if not b.scale and meta.get("scale"):
         b.scale = int(meta["scale"])
     return b
