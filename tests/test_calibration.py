@@ -299,9 +299,12 @@ def test_cuda_graph_calibration_runs():
     s = PatchSampler(imgs, 8, "cuda", 0)
     st, log = calibrate(fp, QuantConfig(4, "deploy"), s, tiny_settings(10), progress=False)
     assert log["iters_done"] == 10 and log["graph"] and log["compiled"] and "compile_error" not in log, log
-    _, eager = calibrate(fp, QuantConfig(4, "deploy"), s, replace(tiny_settings(10), compile=False), progress=False)
-    (_, a), (_, b) = log["loss"][-1], eager["loss"][-1]  # inductor's kernels round differently: close, not equal
-    assert abs(a - b) < 0.05 * b, (log["loss"], eager["loss"])
+    assert log["bf16"], log  # the CUDA defaults
+    eager_st = replace(tiny_settings(10), compile=False, bf16=False)
+    _, eager = calibrate(fp, QuantConfig(4, "deploy"), s, eager_st, progress=False)
+    # inductor's kernels and bf16 round differently, and Adam's first steps amplify that: close, not equal
+    (_, a), (_, b) = log["loss"][-1], eager["loss"][-1]
+    assert a < 0.9 * log["loss_first"] and abs(a - b) < 0.2 * b, (log["loss"], eager["loss"])
 
 
 # fused (Triton) per-tensor quantizers against the eager formulas in float64: value, input and parameter
@@ -432,7 +435,8 @@ def test_compiled_blocks_compute_the_eager_step(monkeypatch):
     compile is off by default on a CPU."""
     from compsrt.calibration import distill
 
-    assert distill.for_device(DistillSettings(), torch.device("cpu")).compile is False
+    cpu = distill.for_device(DistillSettings(), torch.device("cpu"))
+    assert cpu.compile is False and cpu.bf16 is False
     eager = _calibrate_tiny(compile=False)
     monkeypatch.setattr(distill, "COMPILE_BACKEND", "aot_eager")
     log = _calibrate_tiny(compile=True)

@@ -2,14 +2,16 @@
 
 Prints, and writes to ``--json``:
 * per variant (``--variants``, a comma list; each variant is ``base`` = the default settings, or a
-  ``+``-joined list of changes to them: ``eager`` = compile off, ``bf16`` = bf16 autocast of the Swin
-  blocks, ``pool`` = teacher outputs precomputed on a fixed pool of ``--pool`` patches, ``seed1`` = another
-  seed, the noise reference; e.g. ``base,seed1,pool+bf16``): steady s/iter with the CUDA-graph step, DOBI
+  ``+``-joined list of changes to them: ``eager`` = no compiled blocks and no bf16 (the step before both),
+  ``compile`` / ``bf16`` / ``fp32`` = compiled blocks / bf16 autocast of the student's blocks on / off,
+  ``pool`` = teacher outputs precomputed on a fixed pool of ``--pool`` patches, ``seed1`` = another seed,
+  the noise reference; e.g. ``base,seed1,pool,fp32``): steady s/iter with the CUDA-graph step, DOBI
   seconds, setup seconds (warm-up, compilation, graph capture), peak memory, the fixed-seed loss curve
   (every ``--log-every`` iterations) and the distillation loss on 32 fixed held-out patches after training;
 * a region-by-region profile of eager iterations (CUDA events, synchronised at each boundary: data, teacher
   forward, student forward, loss, backward, optimizer = clip + Adam + step-relative rescale + floor; with
-  the default settings' compiled blocks where they are on), and the graph-step cost of the quantizers (step time minus that of the same step with every quantizer bypassed);
+  the default settings' compiled / bf16 blocks where they are on), and the graph-step cost of the
+  quantizers (step time minus that of the same step with every quantizer bypassed);
 * DOBI seconds by the brute force (``--dobi-reference``: the 100-pass search this replaced);
 * whether two runs with the same seed give the same quantizer parameters (``--determinism N`` iterations);
 * the profiler's top CUDA kernels (``--profile-iters``).
@@ -57,7 +59,7 @@ def regions(fp, cfg, sampler, st, n: int) -> dict:
 
     dev = sampler.device
     st = for_device(st, dev)
-    compiled = getattr(st, "compile", False)  # absent before the compiled blocks existed
+    compiled, bf16 = bool(getattr(st, "compile", False)), bool(getattr(st, "bf16", False))  # absent in older trees
     student = build_student(fp, cfg).to(dev)
     dobi_init(student, sampler.sample(st.dobi_batch))
     for fq in quantizers(student):
@@ -98,15 +100,15 @@ def regions(fp, cfg, sampler, st, n: int) -> dict:
     wall = dict.fromkeys((f.__name__ for f in fns), 0.0)
     busy = dict(wall)
     stack = ExitStack()
-    if compiled:
+    if compiled or bf16:
         from compsrt.calibration.distill import fast_blocks
 
-        stack.enter_context(fast_blocks(student, x, True, st.bf16))
-        stack.enter_context(fast_blocks(fp, x, True, False))
+        stack.enter_context(fast_blocks(student, x, compiled, bf16))
+        stack.enter_context(fast_blocks(fp, x, compiled, False))
     with stack:
         _timed(fns, n, wall, busy)
     wall["total"], busy["total"] = sum(wall.values()), sum(busy.values())
-    return {"compiled": bool(compiled), "eager_ms": {k: round(v, 2) for k, v in wall.items()},
+    return {"compiled": compiled, "bf16": bf16, "eager_ms": {k: round(v, 2) for k, v in wall.items()},
             "gpu_busy_ms": {k: round(v, 2) for k, v in busy.items()}}
 
 
@@ -145,7 +147,7 @@ def main() -> None:
     ap.add_argument("--mode", default="deploy")
     ap.add_argument("--iters", type=int, default=200)
     ap.add_argument("--log-every", type=int, default=10)
-    ap.add_argument("--variants", default="base", help="comma list of base or +-joined eager, compile, bf16, pool, seed1")
+    ap.add_argument("--variants", default="base", help="comma list of base or +-joined eager, compile, bf16, fp32, pool, seed1")
     ap.add_argument("--compile-backend", default=None, help="torch.compile backend (aot_eager: a CPU check of the script)")
     ap.add_argument("--pool", type=int, default=1024, help="teacher-pool size of the 'pool' variant")
     ap.add_argument("--region-iters", type=int, default=5, help="eager iterations of the region profile (0: skip)")
@@ -189,8 +191,9 @@ def main() -> None:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
 
-    changes = {"base": {}, "seed1": {"seed": 1}, "pool": {"teacher_pool": args.pool}, "eager": {"compile": False},
-               "compile": {"compile": True}, "bf16": {"bf16": True}}
+    changes = {"base": {}, "seed1": {"seed": 1}, "pool": {"teacher_pool": args.pool},
+               "eager": {"compile": False, "bf16": False}, "compile": {"compile": True}, "bf16": {"bf16": True},
+               "fp32": {"bf16": False}}
     for v in args.variants.split(","):
         st = base
         for part in v.split("+"):

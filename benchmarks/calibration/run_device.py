@@ -89,7 +89,8 @@ def worker(args) -> None:
     st = DistillSettings(iters=args.iters, seed=args.seed, deadline=args.deadline or None,
                          cuda_graph=not args.eager, fused_quantizers=not args.unfused, batch=args.batch,
                          dobi_batch=args.dobi_batch, step_floor=args.step_floor,
-                         lr_mode=args.lr_mode)
+                         lr_mode=args.lr_mode, compile=False if args.no_compile else None,
+                         bf16=False if args.no_bf16 else None)
     t0 = time.time()
     meta = compress(args.scale, cfg, ckpt, st, device=args.device, progress=False)
     res["calibration"] = meta["log"]
@@ -136,6 +137,7 @@ def launch(args, extra: list[str], log: Path) -> subprocess.Popen:
            "--lr-mode", args.lr_mode] \
         + (["--eager"] if args.eager else []) \
         + (["--unfused"] if args.unfused else []) \
+        + (["--no-compile"] if args.no_compile else []) + (["--no-bf16"] if args.no_bf16 else []) \
         + (["--clamp-codes"] if args.clamp_codes else []) + extra
     return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=REPO,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
@@ -155,6 +157,8 @@ def main() -> None:
     ap.add_argument("--first-budget", type=float, default=None)
     ap.add_argument("--eager", action="store_true", help="no CUDA graph")
     ap.add_argument("--unfused", action="store_true", help="eager quantizers instead of the Triton kernels")
+    ap.add_argument("--no-compile", action="store_true", help="eager Swin blocks (no torch.compile)")
+    ap.add_argument("--no-bf16", action="store_true", help="the student's Swin blocks in FP32 (TF32), not bf16")
     ap.add_argument("--step-floor", type=float, default=STEP_FLOOR, help="0: off (the 2026-11-30 rows)")
     ap.add_argument("--lr-mode", default="auto", choices=LR_MODES,
                     help="DQC update rule (auto: step-relative in deploy mode, the authors' absolute in paper mode)")
