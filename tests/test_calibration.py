@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import os
 import subprocess
 import sys
@@ -297,9 +298,10 @@ def test_cuda_graph_calibration_runs():
     fp = tiny_fp()
     imgs = [(np.random.default_rng(0).random((12, 12, 3)) * 255).astype(np.uint8)]
     s = PatchSampler(imgs, 8, "cuda", 0)
-    st, log = calibrate(fp, QuantConfig(4, "deploy"), s, tiny_settings(10), progress=False)
-    assert log["iters_done"] == 10 and log["graph"] and log["compiled"] and "compile_error" not in log, log
-    assert log["bf16"], log  # the CUDA defaults
+    st, log = calibrate(fp, QuantConfig(4, "deploy"), s, replace(tiny_settings(10), compile=True, bf16=True),
+                        progress=False)
+    assert log["iters_done"] == 10 and log["graph"] and log["compiled"] and log["bf16"], log
+    assert "compile_error" not in log, log
     eager_st = replace(tiny_settings(10), compile=False, bf16=False)
     _, eager = calibrate(fp, QuantConfig(4, "deploy"), s, eager_st, progress=False)
     # inductor's kernels and bf16 round differently, and Adam's first steps amplify that: close, not equal
@@ -417,6 +419,10 @@ def test_device_defaults_fill_only_what_is_unset():
     gpu = for_device(DistillSettings(), torch.device("cuda"))
     assert (gpu.patch, gpu.dobi_batch) == DEVICE_DEFAULTS["cuda"] == (64, 32)
     assert for_device(DistillSettings(patch=16, dobi_batch=2), torch.device("cuda")).dobi_batch == 2
+    has_triton = importlib.util.find_spec("triton") is not None  # compiled bf16 blocks: CUDA, >= 1,000 iterations
+    assert (gpu.compile, gpu.bf16, cpu.compile, cpu.bf16) == (has_triton, has_triton, False, False)
+    short = for_device(DistillSettings(iters=999), torch.device("cuda"))
+    assert (short.compile, short.bf16) == (False, False)
 
 
 def _calibrate_tiny(**kw):
@@ -431,12 +437,9 @@ def _calibrate_tiny(**kw):
 
 def test_compiled_blocks_compute_the_eager_step(monkeypatch):
     """The compiled Swin blocks (aot_eager here: dynamo's graphs, no C++ compiler) train exactly as the eager
-    ones, the models come back with their own forward, and a compiler failure falls back to the eager blocks;
-    compile is off by default on a CPU."""
+    ones, the models come back with their own forward, and a compiler failure falls back to the eager blocks."""
     from compsrt.calibration import distill
 
-    cpu = distill.for_device(DistillSettings(), torch.device("cpu"))
-    assert cpu.compile is False and cpu.bf16 is False
     eager = _calibrate_tiny(compile=False)
     monkeypatch.setattr(distill, "COMPILE_BACKEND", "aot_eager")
     log = _calibrate_tiny(compile=True)

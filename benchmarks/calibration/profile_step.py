@@ -1,7 +1,8 @@
 """Time and profile the DQC step (deploy W4A4 x4 at batch 16 x 64^2 by default) on the GPU.
 
 Prints, and writes to ``--json``:
-* per variant (``--variants``, a comma list; each variant is ``base`` = the default settings, or a
+* per variant (``--variants``, a comma list; each variant is ``base`` = the settings of a default
+  (4,000-iteration) calibration on the device, run for ``--iters`` iterations, or a
   ``+``-joined list of changes to them: ``eager`` = no compiled blocks and no bf16 (the step before both),
   ``compile`` / ``bf16`` / ``fp32`` = compiled blocks / bf16 autocast of the student's blocks on / off,
   ``pool`` = teacher outputs precomputed on a fixed pool of ``--pool`` patches, ``seed1`` = another seed,
@@ -137,7 +138,8 @@ def main() -> None:
 
     from compsrt.calibration import quant
     from compsrt.calibration.data import PatchSampler, load_training_lr
-    from compsrt.calibration.distill import DistillSettings, build_student, calibrate, dobi_init, eval_distill_loss
+    from compsrt.calibration.distill import (DistillSettings, build_student, calibrate, dobi_init, eval_distill_loss,
+                                             for_device)
     from compsrt.calibration.qmodel import QuantConfig
     from compsrt.models.weights import load_swinir
 
@@ -172,8 +174,10 @@ def main() -> None:
     fp = load_swinir(args.scale).to(dev).eval()
     images = [im for _, im in load_training_lr(args.scale, progress=False)]
     cfg = QuantConfig(args.bits, args.mode)
-    base = DistillSettings(iters=args.iters, batch=args.batch, patch=args.patch, dobi_batch=args.dobi_batch,
-                           fused_quantizers=not args.unfused, log_every=args.log_every)
+    # the settings of a default (4,000-iteration) calibration on this device, run for --iters iterations
+    base = replace(for_device(DistillSettings(batch=args.batch, patch=args.patch, dobi_batch=args.dobi_batch,
+                                              fused_quantizers=not args.unfused, log_every=args.log_every), dev),
+                   iters=args.iters)
     held_out = PatchSampler(images, args.patch, dev, 12345).sample(32)
     out = {"config": cfg.tag, "scale": args.scale, "batch": args.batch, "torch": torch.__version__,
            "command": " ".join(sys.argv), "variants": {}}

@@ -75,8 +75,9 @@ class DistillSettings:
     # True: every Swin block (the student's; the teacher's too when it runs per step) goes through torch.compile
     # (inductor; compiled in the first warm-up iteration, about a minute on the H200, then captured in the
     # CUDA-graph step). Compiled student blocks compute the eager quantizer formulas, which inductor fuses
-    # with their neighbours, instead of the Triton kernels. None: on CUDA with Triton; never by default on a
-    # CPU (compile time, a C++ compiler). H200, deploy W4A4 x4: 0.128 -> 0.077 s/iter (docs/calibration.md).
+    # with their neighbours, instead of the Triton kernels. None: on CUDA with Triton for runs of at least
+    # COMPILE_MIN_ITERS iterations; never by default on a CPU (compile time, a C++ compiler). H200, deploy
+    # W4A4 x4: 0.128 -> 0.077 s/iter (docs/calibration.md).
     compile: bool | None = None
     # True: the student's Swin blocks run under bf16 autocast (their matmuls in bf16; LayerNorm, softmax, the
     # residual stream, the convs and every quantizer's arithmetic stay FP32: FakeQuant computes on t.float());
@@ -86,6 +87,9 @@ class DistillSettings:
 
 
 COMPILE_BACKEND = "inductor"  # the CPU tests use "aot_eager": the same graphs, no C++ compiler, seconds
+# the compiled bf16 blocks cost about 60 s of compilation on the H200 and save 0.069 s per iteration
+# (0.1275 -> 0.0589): they pay from about 900 iterations, so shorter runs stay eager by default
+COMPILE_MIN_ITERS = 1000
 # (patch, DOBI batch) when not given: the authors' 64x64 patches and a DOBI batch of 32 on a GPU; on a CPU,
 # 32x32 patches (a step ~4x cheaper) and a DOBI batch of 4, so a 10-iteration run takes minutes, not hours
 DEVICE_DEFAULTS = {"cuda": (64, 32), "cpu": (32, 4)}
@@ -94,7 +98,7 @@ DEVICE_DEFAULTS = {"cuda": (64, 32), "cpu": (32, 4)}
 def for_device(st: "DistillSettings", dev: torch.device) -> "DistillSettings":
     """``st`` with the device defaults filled in for the fields left at None."""
     patch, dobi = DEVICE_DEFAULTS.get(dev.type, DEVICE_DEFAULTS["cpu"])
-    compile_ = dev.type == "cuda" and importlib.util.find_spec("triton") is not None
+    compile_ = dev.type == "cuda" and st.iters >= COMPILE_MIN_ITERS and importlib.util.find_spec("triton") is not None
     return replace(st, patch=patch if st.patch is None else st.patch,
                    dobi_batch=dobi if st.dobi_batch is None else st.dobi_batch,
                    compile=compile_ if st.compile is None else st.compile,
@@ -223,7 +227,8 @@ def calibrate(fp: nn.Module, cfg: QuantConfig, sampler: PatchSampler, settings: 
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     try:
-        return _calibrate(fp, cfg, sampler, settings, progress)
+        with ExitStack() as blocks:  # compiled / bf16 Swin blocks (fast_blocks), whatever happens
+            return _calibrate(fp, cfg, sampler, settings, progress, blocks)
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old_tf32
 
@@ -233,7 +238,7 @@ def _sync(dev):
         torch.cuda.synchronize(dev)
 
 
-def _calibrate(fp, cfg, sampler, st: DistillSettings, progress):
+def _calibrate(fp, cfg, sampler, st: DistillSettings, progress, blocks: ExitStack):
     dev = sampler.device
     lr_mode = resolve_lr_mode(st.lr_mode, cfg)
     t0 = time.perf_counter()
@@ -289,7 +294,6 @@ def _calibrate(fp, cfg, sampler, st: DistillSettings, progress):
         return loss.detach()
 
     log = {"loss": [], "graph": False, "fused_quantizers": len(fused), "compiled": bool(st.compile), "bf16": bool(st.bf16)}
-    blocks = ExitStack()
 
     def enter_blocks(compile_: bool) -> None:
         shape = torch.zeros_like(static_x)  # not a drawn batch: the compiled run sees the eager run's batches
@@ -311,66 +315,64 @@ def _calibrate(fp, cfg, sampler, st: DistillSettings, progress):
             return step()
 
     enter_blocks(bool(st.compile))
-    try:
-        losses_seen = []
-        it = 0
-        graph = None
-        static_loss = None
-        bar = tqdm(total=st.iters, desc=f"calibrate {cfg.tag}", disable=not progress, unit="it")
-        t_train = time.perf_counter()
-        stopped_early = False
-        # warm-up iterations run eagerly (and on a side stream when a graph will be captured)
-        warm = 3 if use_graph else 0
-        if use_graph:
-            s = torch.cuda.Stream(dev)
-            s.wait_stream(torch.cuda.current_stream(dev))
-            with torch.cuda.stream(s):
-                for _ in range(min(warm, st.iters)):
-                    next_batch()
-                    opt.zero_grad(set_to_none=True)
-                    losses_seen.append(first_step() if it == 0 else step())
-                    it += 1
-                    bar.update(1)
-            torch.cuda.current_stream(dev).wait_stream(s)
-            if it < st.iters:
-                try:
-                    graph = torch.cuda.CUDAGraph()
-                    opt.zero_grad(set_to_none=True)
-                    next_batch()
-                    with torch.cuda.graph(graph):
-                        static_loss = step()
-                    log["graph"] = True
-                    # capture records but does not run the step: the next replay is the real iteration
-                except Exception as exc:  # fall back to eager
-                    log["graph_error"] = f"{exc.__class__.__name__}: {str(exc)[:300]}"
-                    graph = None
-                    torch.cuda.synchronize(dev)
-        t_steady, it_steady = time.perf_counter(), it  # after warm-up, compilation and graph capture
-        while it < st.iters:
-            if st.deadline is not None and time.time() > st.deadline:
-                stopped_early = True
-                break
-            if graph is not None:
-                next_batch()
-                graph.replay()
-                cur = static_loss
-            else:
+    losses_seen = []
+    it = 0
+    graph = None
+    static_loss = None
+    bar = tqdm(total=st.iters, desc=f"calibrate {cfg.tag}", disable=not progress, unit="it")
+    t_train = time.perf_counter()
+    stopped_early = False
+    # warm-up iterations run eagerly (and on a side stream when a graph will be captured)
+    warm = 3 if use_graph else 0
+    if use_graph:
+        s = torch.cuda.Stream(dev)
+        s.wait_stream(torch.cuda.current_stream(dev))
+        with torch.cuda.stream(s):
+            for _ in range(min(warm, st.iters)):
                 next_batch()
                 opt.zero_grad(set_to_none=True)
-                cur = first_step() if it == 0 else step()
-            it += 1
-            bar.update(1)
-            if it % st.log_every == 0 or it == st.iters:
-                v = float(cur)
-                log["loss"].append((it, v))
-                bar.set_postfix(loss=f"{v:.5f}")
-                if not math.isfinite(v):
-                    raise CompsrtError(f"calibration diverged at iteration {it} (loss {v})")
-        bar.close()
-        _sync(dev)
-        t_end = time.perf_counter()
-    finally:
-        blocks.close()
+                losses_seen.append(first_step() if it == 0 else step())
+                it += 1
+                bar.update(1)
+        torch.cuda.current_stream(dev).wait_stream(s)
+        if it < st.iters:
+            try:
+                graph = torch.cuda.CUDAGraph()
+                opt.zero_grad(set_to_none=True)
+                next_batch()
+                with torch.cuda.graph(graph):
+                    static_loss = step()
+                log["graph"] = True
+                # capture records but does not run the step: the next replay is the real iteration
+            except Exception as exc:  # fall back to eager
+                log["graph_error"] = f"{exc.__class__.__name__}: {str(exc)[:300]}"
+                graph = None
+                torch.cuda.synchronize(dev)
+    t_steady, it_steady = time.perf_counter(), it  # after warm-up, compilation and graph capture
+    while it < st.iters:
+        if st.deadline is not None and time.time() > st.deadline:
+            stopped_early = True
+            break
+        if graph is not None:
+            next_batch()
+            graph.replay()
+            cur = static_loss
+        else:
+            next_batch()
+            opt.zero_grad(set_to_none=True)
+            cur = first_step() if it == 0 else step()
+        it += 1
+        bar.update(1)
+        if it % st.log_every == 0 or it == st.iters:
+            v = float(cur)
+            log["loss"].append((it, v))
+            bar.set_postfix(loss=f"{v:.5f}")
+            if not math.isfinite(v):
+                raise CompsrtError(f"calibration diverged at iteration {it} (loss {v})")
+    bar.close()
+    _sync(dev)
+    t_end = time.perf_counter()
+    blocks.close()  # the models get their own forward back (on an exception: calibrate closes it)
     for fq in fused:
         fq.fused = False  # evaluation and export use the eager formulas
     log.update(
