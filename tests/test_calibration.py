@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import os
 import subprocess
 import sys
@@ -297,8 +298,15 @@ def test_cuda_graph_calibration_runs():
     fp = tiny_fp()
     imgs = [(np.random.default_rng(0).random((12, 12, 3)) * 255).astype(np.uint8)]
     s = PatchSampler(imgs, 8, "cuda", 0)
-    st, log = calibrate(fp, QuantConfig(4, "deploy"), s, tiny_settings(10), progress=False)
-    assert log["iters_done"] == 10 and log["graph"], log
+    st, log = calibrate(fp, QuantConfig(4, "deploy"), s, replace(tiny_settings(10), compile=True, bf16=True),
+                        progress=False)
+    assert log["iters_done"] == 10 and log["graph"] and log["compiled"] and log["bf16"], log
+    assert "compile_error" not in log, log
+    eager_st = replace(tiny_settings(10), compile=False, bf16=False)
+    _, eager = calibrate(fp, QuantConfig(4, "deploy"), s, eager_st, progress=False)
+    # inductor's kernels and bf16 round differently, and Adam's first steps amplify that: close, not equal
+    (_, a), (_, b) = log["loss"][-1], eager["loss"][-1]
+    assert a < 0.9 * log["loss_first"] and abs(a - b) < 0.2 * b, (log["loss"], eager["loss"])
 
 
 # fused (Triton) per-tensor quantizers against the eager formulas in float64: value, input and parameter
@@ -355,7 +363,8 @@ def test_fused_quantizers_match_eager_on_gpu_and_calibrate():
     imgs = [(np.random.default_rng(0).random((12, 12, 3)) * 255).astype(np.uint8)]
     s = PatchSampler(imgs, 8, "cuda", 0)
     for mode, per_block in (("deploy", 10), ("paper", 16)):  # deploy weights are per channel (eager)
-        st, log = calibrate(tiny_fp(), QuantConfig(4, mode), s, tiny_settings(10), progress=False)
+        st, log = calibrate(tiny_fp(), QuantConfig(4, mode), s, replace(tiny_settings(10), compile=False),
+                            progress=False)
         assert log["graph"] and log["fused_quantizers"] == per_block * 2, log
         assert not any(fq.fused for fq in quantizers(st))
 
@@ -410,3 +419,60 @@ def test_device_defaults_fill_only_what_is_unset():
     gpu = for_device(DistillSettings(), torch.device("cuda"))
     assert (gpu.patch, gpu.dobi_batch) == DEVICE_DEFAULTS["cuda"] == (64, 32)
     assert for_device(DistillSettings(patch=16, dobi_batch=2), torch.device("cuda")).dobi_batch == 2
+    has_triton = importlib.util.find_spec("triton") is not None  # compiled bf16 blocks: CUDA, >= 1,000 iterations
+    assert (gpu.compile, gpu.bf16, cpu.compile, cpu.bf16) == (has_triton, has_triton, False, False)
+    short = for_device(DistillSettings(iters=999), torch.device("cuda"))
+    assert (short.compile, short.bf16) == (False, False)
+
+
+def _calibrate_tiny(**kw):
+    from compsrt.models.swinir import SwinTransformerBlock
+
+    fp = tiny_fp()
+    st = replace(tiny_settings(2), log_every=1, teacher_pool=4, **kw)  # pool: only the student's blocks compile
+    student, log = calibrate(fp, QuantConfig(4, "deploy"), tiny_sampler(), st, progress=False)
+    assert not any("forward" in vars(b) for m in (fp, student) for b in m.modules() if isinstance(b, SwinTransformerBlock))
+    return log
+
+
+def test_compiled_blocks_compute_the_eager_step(monkeypatch):
+    """The compiled Swin blocks (aot_eager here: dynamo's graphs, no C++ compiler) train exactly as the eager
+    ones, the models come back with their own forward, and a compiler failure falls back to the eager blocks."""
+    from compsrt.calibration import distill
+
+    eager = _calibrate_tiny(compile=False)
+    monkeypatch.setattr(distill, "COMPILE_BACKEND", "aot_eager")
+    log = _calibrate_tiny(compile=True)
+    assert log["compiled"] and not eager["compiled"] and log["loss"] == eager["loss"]
+
+    def broken(fn, **kw):
+        def run(*a, **k):
+            raise RuntimeError("no compiler here")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    with pytest.warns(UserWarning, match="torch.compile failed"):
+        log = _calibrate_tiny(compile=True)
+    assert not log["compiled"] and "no compiler here" in log["compile_error"] and log["loss"] == eager["loss"]
+
+
+def test_quantizer_arithmetic_stays_fp32_under_bf16_autocast():
+    from compsrt.calibration.distill import build_student, dobi_init, fast_blocks
+
+    fq = FakeQuant(4, "asym")
+    t = torch.randn(64, 16)
+    fq.dobi_(t)
+    tb = t.bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = fq(tb)
+    assert y.dtype == torch.float32 and torch.equal(y, fq(tb.float()))
+    student = build_student(tiny_fp(), QuantConfig(4, "deploy"))
+    x = tiny_sampler().sample(2)
+    dobi_init(student, x)
+    with torch.no_grad():
+        ref = student(x)
+        with fast_blocks(student, x, False, True):  # the blocks' matmuls in bf16: close to FP32, not equal
+            y = student(x)
+        assert torch.equal(student(x), ref)  # and the blocks are the FP32 ones again
+    assert y.dtype == torch.float32 and 0 < float((y - ref).abs().mean()) < 0.05 * float(ref.abs().mean())

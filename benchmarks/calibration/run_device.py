@@ -9,6 +9,9 @@ usage (on the device, from the repo root, with COMPSRT_DATA=.carry/data COMPSRT_
       --first deploy:4:- --configs paper:4:- paper:3:- ... --jobs 5 --budget 480
 A config is MODE:BITS:PRUNE (PRUNE '-' for none, 0.4 or 2:4). ``--first`` runs alone (timed), the
 rest in parallel afterwards; every training loop stops at the shared deadline (iterations done are recorded).
+A table can take several sessions: configurations (and the FP row) whose JSON in ``--out`` is complete (all
+``--iters`` iterations done, every dataset scored) are skipped, so rerunning the same command with the
+earlier results copied into ``--out`` resumes it (``--redo``: run them again).
 """
 
 from __future__ import annotations
@@ -29,6 +32,27 @@ from compsrt.calibration.distill import LR_MODES, STEP_FLOOR
 def parse(c: str):
     mode, bits, prune = c.split(":", 2)
     return mode, int(bits), (None if prune == "-" else prune)
+
+
+def config_tag(args, c: str) -> str:
+    """The result file's stem of configuration ``c`` under ``args`` (as the worker writes it)."""
+    from compsrt.calibration.qmodel import QuantConfig
+
+    mode, bits, prune = parse(c)
+    cfg = QuantConfig(bits, mode, prune, clamp_codes=args.clamp_codes)
+    return f"x{args.scale}_{cfg.tag}" + ("" if args.lr_mode == "auto" else f"_lr{args.lr_mode}")
+
+
+def complete(args, tag: str, fp: bool = False) -> bool:
+    """Whether ``--out`` holds the finished result of ``tag``: every dataset scored and, for a calibrated
+    configuration, all ``--iters`` iterations done (a run stopped at a deadline is not finished)."""
+    path = Path(args.out) / f"{tag}.json"
+    try:
+        res = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    scored = set(args.datasets.split(",")) <= set(res.get("eval", {}))
+    return scored and (fp or res.get("calibration", {}).get("iters_done") == args.iters)
 
 
 def scores(model, args, name: str):
@@ -59,13 +83,14 @@ def worker(args) -> None:
     cfg = QuantConfig(bits, mode, prune, clamp_codes=args.clamp_codes)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tag = f"x{args.scale}_{cfg.tag}" + ("" if args.lr_mode == "auto" else f"_lr{args.lr_mode}")
+    tag = config_tag(args, args.worker)
     res = {"scale": args.scale, "config": cfg.to_dict(), "tag": tag}
     ckpt = out / f"{tag}.pt"
     st = DistillSettings(iters=args.iters, seed=args.seed, deadline=args.deadline or None,
                          cuda_graph=not args.eager, fused_quantizers=not args.unfused, batch=args.batch,
                          dobi_batch=args.dobi_batch, step_floor=args.step_floor,
-                         lr_mode=args.lr_mode)
+                         lr_mode=args.lr_mode, compile=False if args.no_compile else None,
+                         bf16=False if args.no_bf16 else None)
     t0 = time.time()
     meta = compress(args.scale, cfg, ckpt, st, device=args.device, progress=False)
     res["calibration"] = meta["log"]
@@ -92,6 +117,19 @@ def fp_eval(args) -> None:
     print(json.dumps(res), flush=True)
 
 
+def pending(args) -> list[str]:
+    """"fp" and the configurations (``--first``, then ``--configs``) still to run, printing what is skipped."""
+    todo = []
+    for c in ["fp"] + ([args.first] if args.first else []) + list(args.configs):
+        fp = c == "fp"
+        tag = f"x{args.scale}_fp32" if fp else config_tag(args, c)
+        if not args.redo and complete(args, tag, fp):
+            print(f"skip {c}: {tag}.json in {args.out} is complete", flush=True)
+        else:
+            todo.append(c)
+    return todo
+
+
 def launch(args, extra: list[str], log: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "benchmarks.calibration.run_device", "--scale", str(args.scale), "--out", args.out, "--iters", str(args.iters),
            "--datasets", args.datasets, "--seed", str(args.seed), "--device", args.device,
@@ -99,6 +137,7 @@ def launch(args, extra: list[str], log: Path) -> subprocess.Popen:
            "--lr-mode", args.lr_mode] \
         + (["--eager"] if args.eager else []) \
         + (["--unfused"] if args.unfused else []) \
+        + (["--no-compile"] if args.no_compile else []) + (["--no-bf16"] if args.no_bf16 else []) \
         + (["--clamp-codes"] if args.clamp_codes else []) + extra
     return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=REPO,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
@@ -118,6 +157,8 @@ def main() -> None:
     ap.add_argument("--first-budget", type=float, default=None)
     ap.add_argument("--eager", action="store_true", help="no CUDA graph")
     ap.add_argument("--unfused", action="store_true", help="eager quantizers instead of the Triton kernels")
+    ap.add_argument("--no-compile", action="store_true", help="eager Swin blocks (no torch.compile)")
+    ap.add_argument("--no-bf16", action="store_true", help="the student's Swin blocks in FP32 (TF32), not bf16")
     ap.add_argument("--step-floor", type=float, default=STEP_FLOOR, help="0: off (the 2026-11-30 rows)")
     ap.add_argument("--lr-mode", default="auto", choices=LR_MODES,
                     help="DQC update rule (auto: step-relative in deploy mode, the authors' absolute in paper mode)")
@@ -128,6 +169,7 @@ def main() -> None:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--dobi-batch", type=int, default=32)
+    ap.add_argument("--redo", action="store_true", help="also rerun configurations whose result in --out is complete")
     args = ap.parse_args()
     if args.worker:
         return worker(args)
@@ -137,7 +179,9 @@ def main() -> None:
     logs = Path(args.out) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     deadline = start + args.budget
-    procs = [launch(args, ["--fp"], logs / "fp.log")]
+    todo = pending(args)
+    args.first, args.configs = (args.first if args.first in todo else None), [c for c in args.configs if c in todo]
+    procs = [launch(args, ["--fp"], logs / "fp.log")] if "fp" in todo else []
     if args.first:
         fb = start + (args.first_budget or args.budget)
         p = launch(args, ["--worker", args.first, "--deadline", str(fb)], logs / f"{args.first.replace(':', '_')}.log")

@@ -197,6 +197,8 @@ class FakeQuant(nn.Module):
         return hi - lo
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
+        if t.dtype in (torch.bfloat16, torch.float16):  # under autocast: the quantizer arithmetic stays FP32
+            t = t.float()
         if self.observe:
             self.dobi_(t.detach())
             return t

@@ -1,0 +1,26 @@
+"""The GPU table runner resumes across sessions: finished configurations in --out are skipped."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from benchmarks.calibration.run_device import config_tag, pending
+
+
+def test_runner_skips_only_complete_results(tmp_path):
+    args = argparse.Namespace(out=str(tmp_path), scale=4, iters=4000, datasets="Set5,B100", clamp_codes=False,
+                              lr_mode="auto", first="deploy:4:-", configs=["deploy:3:-", "deploy:2:-", "deploy:4:2:4"],
+                              redo=False)
+    assert config_tag(args, "deploy:4:2:4") == "x4_deploy_w4a4_p24"
+    full = {"Set5": {}, "B100": {}}
+    results = {"x4_fp32": {"eval": full},
+               "x4_deploy_w4a4": {"calibration": {"iters_done": 4000}, "eval": full},
+               "x4_deploy_w3a3": {"calibration": {"iters_done": 1462}, "eval": full},  # stopped at a deadline
+               "x4_deploy_w2a2": {"calibration": {"iters_done": 4000}, "eval": {"Set5": {}}}}  # B100 not scored
+    for tag, res in results.items():
+        (tmp_path / f"{tag}.json").write_text(json.dumps(res))
+    (tmp_path / "x4_deploy_w4a4_p24.json").write_text("{trunc")  # a half-written file: run again
+    assert pending(args) == ["deploy:3:-", "deploy:2:-", "deploy:4:2:4"]
+    args.redo = True
+    assert pending(args) == ["fp", "deploy:4:-", "deploy:3:-", "deploy:2:-", "deploy:4:2:4"]
