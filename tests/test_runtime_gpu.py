@@ -93,11 +93,11 @@ def test_cuda_graph_pipelined_folder_matches_eager(tmp_path):
         Image.fromarray(rng.integers(0, 256, (20, 28, 3), dtype=np.uint8)).save(src / f"{i}.png")
     outs = {}
     for graph in (False, True):
-        up = TiledUpscaler(TorchBackend(tiny_swinir(2, 0), "cuda", cuda_graph=graph), tile=8, batch=2)
+        up = TiledUpscaler(TorchBackend(tiny_swinir(2, 0), "cuda", cuda_graph=graph), tile=16, overlap=4, batch=2)
         pairs = [(p, tmp_path / f"out{int(graph)}" / p.name) for p in sorted(src.glob("*.png"))]
         (tmp_path / f"out{int(graph)}").mkdir()
         results = list(PipelinedUpscaler(up, host_workers=2).run(pairs))
-        assert all(r.ok for r in results)
+        assert all(r.ok for r in results), [r.error for r in results]
         outs[graph] = [np.asarray(Image.open(d)) for _, d in pairs]
     for a, b in zip(outs[False], outs[True]):
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
