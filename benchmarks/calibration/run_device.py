@@ -7,8 +7,12 @@ scored, never used to calibrate or select (the last iteration is kept).
 usage (on the device, from the repo root, with COMPSRT_DATA=.carry/data COMPSRT_CACHE=.carry/cache):
   python -m benchmarks.calibration.run_device --scale 4 --out $OUT/res \
       --first deploy:4:- --configs paper:4:- paper:3:- ... --jobs 5 --budget 480
-A config is MODE:BITS:PRUNE (PRUNE '-' for none, 0.4 or 2:4). ``--first`` runs alone (timed), the
-rest in parallel afterwards; every training loop stops at the shared deadline (iterations done are recorded).
+A config is MODE:BITS:PRUNE[@ITERS]: BITS is 2, 3, 4 or 8 (W = A), WxAy (deploy: W4A8) or a preset name
+(deploy: W2A8-mlp4, compsrt.calibration.config.PRESETS); PRUNE '-' for none, 0.4 or 2:4; @ITERS overrides
+--iters for that config. ``--first`` runs alone (timed), the rest in parallel afterwards; every training
+loop stops at the shared deadline (iterations done are recorded). ``--onnx`` also exports each model (plugin
+variant, `compsrt inspect` sizes and per-site bits) and runs `compsrt export-parity` on ``--parity-dataset``
+with ONNX Runtime on the CPU (``--parity-threads`` each).
 """
 
 from __future__ import annotations
@@ -23,12 +27,22 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
+from compsrt.calibration.config import PRESETS, QuantConfig
 from compsrt.calibration.distill import LR_MODES, STEP_FLOOR
 
 
-def parse(c: str):
+def parse(c: str, clamp_codes: bool = False) -> tuple[QuantConfig, int | None]:
+    """(config, iterations or None) of MODE:BITS:PRUNE[@ITERS]."""
+    c, _, iters = c.partition("@")
     mode, bits, prune = c.split(":", 2)
-    return mode, int(bits), (None if prune == "-" else prune)
+    prune = None if prune == "-" else prune
+    n = int(iters) if iters else None
+    if bits.isdigit():
+        return QuantConfig(int(bits), mode, prune, clamp_codes=clamp_codes), n
+    if bits in PRESETS:
+        return QuantConfig.from_preset(bits, mode, prune), n
+    w, _, a = bits.upper().removeprefix("W").partition("A")
+    return QuantConfig(int(w), mode, prune, wbits=int(w), abits=int(a)), n
 
 
 def scores(model, args, name: str):
@@ -53,16 +67,14 @@ def worker(args) -> None:
     from compsrt.calibration.checkpoint import load_compressed_model, pack_file
     from compsrt.calibration.distill import DistillSettings
     from compsrt.calibration.pipeline import compress
-    from compsrt.calibration.qmodel import QuantConfig
 
-    mode, bits, prune = parse(args.worker)
-    cfg = QuantConfig(bits, mode, prune, clamp_codes=args.clamp_codes)
+    cfg, iters = parse(args.worker, args.clamp_codes)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = f"x{args.scale}_{cfg.tag}" + ("" if args.lr_mode == "auto" else f"_lr{args.lr_mode}")
     res = {"scale": args.scale, "config": cfg.to_dict(), "tag": tag}
     ckpt = out / f"{tag}.pt"
-    st = DistillSettings(iters=args.iters, seed=args.seed, deadline=args.deadline or None,
+    st = DistillSettings(iters=args.iters if iters is None else iters, seed=args.seed, deadline=args.deadline or None,
                          cuda_graph=not args.eager, fused_quantizers=not args.unfused, batch=args.batch,
                          dobi_batch=args.dobi_batch, step_floor=args.step_floor,
                          lr_mode=args.lr_mode)
@@ -78,9 +90,42 @@ def worker(args) -> None:
     for ds, summary in scores(model, args, tag):
         res["eval"][ds] = summary
         (out / f"{tag}.json").write_text(json.dumps(res, indent=1))
+    if args.onnx:
+        res["onnx"] = onnx_checks(out / f"{tag}.csrt", args)
+        (out / f"{tag}.json").write_text(json.dumps(res, indent=1))
     ckpt.unlink()  # the packed file holds the same model bit-exactly and is smaller
     print(json.dumps({"tag": tag, "eval": {k: [v["psnr"], v["ssim"]] for k, v in res["eval"].items()},
                       "iters": meta["log"]["iters_done"], "s": res["calibration_wall_s"]}), flush=True)
+
+
+def onnx_checks(packed: Path, args) -> dict:
+    """Plugin-variant export (the TensorRT graph: sizes and per-site bits from `compsrt inspect`) and the ONNX
+    Runtime parity on ``args.parity_dataset`` (matmul variant, forced site check), both on the CPU."""
+    import torch
+
+    from compsrt.export.exporter import ExportOptions, export_checkpoint
+    from compsrt.export.inspect import inspect_model
+    from compsrt.runtime.parity import run_parity
+
+    torch.set_num_threads(args.parity_threads)
+    t0 = time.time()
+    onnx_path = packed.with_suffix(".onnx")
+    res = export_checkpoint(packed, onnx_path, ExportOptions(tile=(64, 64), hadamard="plugin"))
+    r = inspect_model(onnx_path)
+    out = {"tile": [64, 64], "hadamard": "plugin", "file_bytes": onnx_path.stat().st_size, "opset": res.sidecar["opset"],
+           "weight_storage": res.sidecar["precision"]["weight_storage"], "seconds_export": time.time() - t0,
+           **{k: r[k] for k in ("onnx_bytes", "weight_bytes_by_dtype", "initializer_bytes_by_kind", "qdq_pairs",
+                                "weight_dequantize", "precision_label")},
+           "quant_bits": {k: v for k, v in r["quant_bits"].items() if k != "per_site"}}
+    onnx_path.unlink()
+    t0 = time.time()
+    p = run_parity(packed, (64, 64), args.parity_dataset, floor=False, threads=args.parity_threads)
+    p.pop("images", None)
+    if p.get("site_check"):
+        p["site_check"].pop("per_site", None)
+    out["parity"] = p
+    out["seconds_parity"] = time.time() - t0
+    return out
 
 
 def fp_eval(args) -> None:
@@ -99,7 +144,9 @@ def launch(args, extra: list[str], log: Path) -> subprocess.Popen:
            "--lr-mode", args.lr_mode] \
         + (["--eager"] if args.eager else []) \
         + (["--unfused"] if args.unfused else []) \
-        + (["--clamp-codes"] if args.clamp_codes else []) + extra
+        + (["--clamp-codes"] if args.clamp_codes else []) \
+        + (["--onnx", "--parity-dataset", args.parity_dataset, "--parity-threads", str(args.parity_threads)] if args.onnx else []) \
+        + extra
     return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=REPO,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
@@ -122,6 +169,9 @@ def main() -> None:
     ap.add_argument("--lr-mode", default="auto", choices=LR_MODES,
                     help="DQC update rule (auto: step-relative in deploy mode, the authors' absolute in paper mode)")
     ap.add_argument("--clamp-codes", action="store_true", help="paper configs: codes clamped to b bits")
+    ap.add_argument("--onnx", action="store_true", help="also export, inspect and run the ONNX Runtime parity")
+    ap.add_argument("--parity-dataset", default="Set5")
+    ap.add_argument("--parity-threads", type=int, default=2)
     ap.add_argument("--worker", default=None)
     ap.add_argument("--fp", action="store_true")
     ap.add_argument("--deadline", type=float, default=0)
@@ -149,7 +199,7 @@ def main() -> None:
         running = [p for p in running if p.poll() is None]
         while queue and len(running) < args.jobs:
             c = queue.pop(0)
-            running.append(launch(args, ["--worker", c, "--deadline", str(deadline)], logs / f"{c.replace(':', '_')}.log"))
+            running.append(launch(args, ["--worker", c, "--deadline", str(deadline)], logs / f"{c.replace(':', '_').replace('@', '_')}.log"))
             print(f"[{time.time() - start:.0f}s] launched {c}", flush=True)
         time.sleep(2)
     for p in procs:

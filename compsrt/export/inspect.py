@@ -107,8 +107,8 @@ def _site_of(node_name: str, suffixes: tuple[str, ...]) -> str:
 def quant_bits(g: onnx.GraphProto, inits: dict[str, onnx.TensorProto], producer: dict, declared: dict | None) -> dict:
     """Bit-widths as the graph enforces them, per site, against the sidecar's ``site_bits`` (``declared``).
 
-    Activation: the integer range of the Clip before a QuantizeLinear (``round(bound / scale)``), else the
-    container's (8 bits for INT8). Weight: the initialiser's dtype and its codes' range. ``matches``: every
+    Activation: the integer range of the Clip before a QuantizeLinear (``round(bound / scale)``; a range that
+    is no signed b-bit one is shown as ``[lo, hi]``), else the container's (8 bits for INT8). Weight: the initialiser's dtype and its codes' range. ``matches``: every
     activation range is the declared one, every weight code lies in its declared b-bit range, and only weights
     of at most 4 bits are INT4.
     """
@@ -121,8 +121,10 @@ def quant_bits(g: onnx.GraphProto, inits: dict[str, onnx.TensorProto], producer:
             bounds = [numpy_helper.to_array(inits[i]) for i in clip.input[1:3] if i in inits] if clip is not None \
                 and clip.op_type == "Clip" else []
             if s and len(bounds) == 2 and all(v.size == 1 for v in bounds):
-                lo, hi = (float(v.reshape(-1)[0]) for v in bounds)
-                acts[_site_of(n.name, ("/act/quantize", "/quantize"))] = int(round(hi / s) - round(lo / s) + 1).bit_length() - 1
+                lo, hi = (int(round(float(v.reshape(-1)[0]) / s)) for v in bounds)
+                levels = hi - lo + 1
+                signed = levels > 1 and levels & (levels - 1) == 0 and lo == -(levels // 2)
+                acts[_site_of(n.name, ("/act/quantize", "/quantize"))] = levels.bit_length() - 1 if signed else f"[{lo}, {hi}]"
             else:
                 zp = inits.get(n.input[2]) if len(n.input) > 2 else None
                 acts[_site_of(n.name, ("/act/quantize", "/quantize"))] = _BITS.get(zp.data_type, 8) if zp is not None else 8
@@ -131,7 +133,7 @@ def quant_bits(g: onnx.GraphProto, inits: dict[str, onnx.TensorProto], producer:
             codes = numpy_helper.to_array(t)
             weights[_site_of(n.name, ("/weight_dequantize",))] = {
                 "dtype": _dtype_name(t.data_type), "min": int(codes.min()), "max": int(codes.max())}
-    out = {"activation_bits": dict(sorted(Counter(acts.values()).items())),
+    out = {"activation_bits": dict(sorted(Counter(acts.values()).items(), key=str)),
            "weight_storage": dict(sorted(Counter(w["dtype"] for w in weights.values()).items()))}
     if declared:
         wdecl = {k: v["w"] for k, v in declared.items() if "w" in v}
