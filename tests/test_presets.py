@@ -61,9 +61,9 @@ def test_site_bits_resolve_from_defaults_presets_and_overrides():
         cfg = QuantConfig.from_preset(name)
         assert (cfg.wbits, cfg.abits, cfg.label) == (w, a, name)
         quantize_model(tiny_swinir(2), cfg, init_weights=False)  # every preset pattern matches a site
-    mix = site_bits(quantize_model(tiny_swinir(2), QuantConfig.from_preset("W2A8-mlp4"), init_weights=False))
-    assert {v["w"] for k, v in mix.items() if ".mlp." in k} == {4} and {v["w"] for k, v in mix.items()
-                                                                        if ".attn.qkv" in k} == {2}
+    mix = site_bits(quantize_model(tiny_swinir(2), QuantConfig.from_preset("W2A8-attn4"), init_weights=False))
+    assert {v["w"] for k, v in mix.items() if ".mlp." in k} == {2}
+    assert {v["w"] for k, v in mix.items() if ".attn.qkv." in k or k.endswith("attn.proj")} == {4}
 
 
 def test_site_bits_spec_and_errors(tmp_path):
@@ -95,8 +95,8 @@ def test_site_bits_spec_and_errors(tmp_path):
     with pytest.raises(CompsrtError, match="give the bit-widths"):
         cli.quant_config(parser.parse_args(base + ["--wbits", "4"]))
     assert cli.quant_config(parser.parse_args(base + ["--wbits", "4", "--abits", "8"])) == QuantConfig(4, wbits=4, abits=8)
-    got = cli.quant_config(parser.parse_args(base + ["--preset", "W2A8-mlp4", "--site-bits", "attn.proj:w=8"]))
-    assert got.overrides[-1] == ("attn.proj", "w", 8) and got.label == "W2A8-mlp4+1"
+    got = cli.quant_config(parser.parse_args(base + ["--preset", "W2A8-attn4", "--site-bits", "attn.proj:w=8"]))
+    assert got.overrides[-1] == ("attn.proj", "w", 8) and got.label == "W2A8-attn4+1"
 
 
 def test_per_site_bits_survive_checkpoint_pack_export_sidecar_inspect(tmp_path, capsys):

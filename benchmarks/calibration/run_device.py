@@ -8,7 +8,7 @@ usage (on the device, from the repo root, with COMPSRT_DATA=.carry/data COMPSRT_
   python -m benchmarks.calibration.run_device --scale 4 --out $OUT/res \
       --first deploy:4:- --configs paper:4:- paper:3:- ... --jobs 5 --budget 480
 A config is MODE:BITS:PRUNE[@ITERS]: BITS is 2, 3, 4 or 8 (W = A), WxAy (deploy: W4A8) or a preset name
-(deploy: W2A8-mlp4, compsrt.calibration.config.PRESETS); PRUNE '-' for none, 0.4 or 2:4; @ITERS overrides
+(deploy: W2A8-attn4, compsrt.calibration.config.PRESETS); PRUNE '-' for none, 0.4 or 2:4; @ITERS overrides
 --iters for that config. ``--first`` runs alone (timed), the rest in parallel afterwards; every training
 loop stops at the shared deadline (iterations done are recorded). ``--onnx`` also exports each model (plugin
 variant, `compsrt inspect` sizes and per-site bits) and runs `compsrt export-parity` on ``--parity-dataset``

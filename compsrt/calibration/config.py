@@ -38,8 +38,9 @@ PRESETS: dict[str, tuple[int, int, tuple[tuple[str, str, int], ...], str]] = {
     "W2A8": (2, 8, (), "2-bit weight codes in INT4 containers, INT8 activations"),
     "W4A4": (4, 4, (), "the paper's W4A4 (4-bit activation grids inside INT8 in TensorRT)"),
     "W2A2": (2, 2, (), "the paper's W2A2 (2-bit activation grids inside INT8 in TensorRT)"),
-    "W2A8-mlp4": (2, 8, (("mlp.fc1", "w", 4), ("mlp.fc2", "w", 4)),
-                  "2-bit attention weights, 4-bit MLP weights (fc1, fc2), INT8 activations"),
+    # the attention Linears' weights are the sensitive ones at 2 bits (benchmarks/calibration/site_sensitivity.py)
+    "W2A8-attn4": (2, 8, (("attn.qkv.*", "w", 4), ("attn.proj", "w", 4)),
+                   "4-bit attention weights (q, k, v, proj), 2-bit MLP weights (fc1, fc2), INT8 activations"),
 }
 
 
