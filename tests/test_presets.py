@@ -182,10 +182,10 @@ def test_mixed_graph_forced_site_check_and_onnxruntime_match_the_simulation(mixe
     assert (d > 1e-3).mean() <= 1e-3 and d.max() < 0.05, (d.max(), (d > 1e-3).mean())
 
 
-@pytest.mark.parametrize("preset", ["W4A8", "W8A8", "mixed"])
+@pytest.mark.parametrize("preset", [*PRESETS, "mixed"])
 def test_trt_rtx_builds_presets(preset, mixed, tmp_path):
-    """TensorRT-RTX (CPU) parses and builds W4A8 (INT4 weights, opset 21), W8A8 (INT8 weights, opset 17) and the
-    mixed graph (INT4 and INT8 weights side by side)."""
+    """TensorRT-RTX (CPU) parses and builds every preset: INT4 weights (opset 21) for <= 4 bits, INT8 weights
+    (opset 17) for W8A8, and the mixed graph (INT4 and INT8 weights side by side, 3- to 8-bit activations)."""
     pytest.importorskip("tensorrt_rtx")
     from compsrt.runtime.engine import parse_and_build
 

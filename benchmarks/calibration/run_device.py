@@ -12,7 +12,8 @@ A config is MODE:BITS:PRUNE[@ITERS]: BITS is 2, 3, 4 or 8 (W = A), WxAy (deploy:
 --iters for that config. ``--first`` runs alone (timed), the rest in parallel afterwards; every training
 loop stops at the shared deadline (iterations done are recorded). ``--onnx`` also exports each model (plugin
 variant, `compsrt inspect` sizes and per-site bits) and runs `compsrt export-parity` on ``--parity-dataset``
-with ONNX Runtime on the CPU (``--parity-threads`` each).
+with ONNX Runtime on the CPU (``--parity-threads`` each); ``--onnx-from DIR`` runs only those checks, on the
+packed models of a finished result folder.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -118,6 +120,7 @@ def onnx_checks(packed: Path, args) -> dict:
                                 "weight_dequantize", "precision_label")},
            "quant_bits": {k: v for k, v in r["quant_bits"].items() if k != "per_site"}}
     onnx_path.unlink()
+    res.sidecar_path.unlink()
     t0 = time.time()
     p = run_parity(packed, (64, 64), args.parity_dataset, floor=False, threads=args.parity_threads)
     p.pop("images", None)
@@ -126,6 +129,19 @@ def onnx_checks(packed: Path, args) -> dict:
     out["parity"] = p
     out["seconds_parity"] = time.time() - t0
     return out
+
+
+def onnx_from(args) -> None:
+    """``--onnx`` checks after the fact, for every ``x*.csrt`` of a result folder (e.g. on a CPU machine)."""
+    for packed in sorted(Path(args.onnx_from).glob("x*.csrt")):
+        path = packed.with_suffix(".json")
+        res = json.loads(path.read_text())
+        res["onnx"] = onnx_checks(packed, args)
+        res["onnx"]["machine"] = platform.processor() or platform.machine()
+        path.write_text(json.dumps(res, indent=1))
+        p = res["onnx"]["parity"]
+        print(json.dumps({"tag": res["tag"], "onnx_bytes": res["onnx"]["file_bytes"], "psnr_diff": p["psnr_diff"],
+                          "forced": p["site_check"]["forced"]}), flush=True)
 
 
 def fp_eval(args) -> None:
@@ -172,6 +188,8 @@ def main() -> None:
     ap.add_argument("--onnx", action="store_true", help="also export, inspect and run the ONNX Runtime parity")
     ap.add_argument("--parity-dataset", default="Set5")
     ap.add_argument("--parity-threads", type=int, default=2)
+    ap.add_argument("--onnx-from", default=None, metavar="DIR",
+                    help="only the --onnx checks, on the packed models of a finished result folder (JSONs updated)")
     ap.add_argument("--worker", default=None)
     ap.add_argument("--fp", action="store_true")
     ap.add_argument("--deadline", type=float, default=0)
@@ -181,6 +199,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.worker:
         return worker(args)
+    if args.onnx_from:
+        return onnx_from(args)
     if args.fp:
         return fp_eval(args)
     start = time.time()
