@@ -19,13 +19,13 @@ from compsrt.artifacts import read_sidecar
 from compsrt.calibration.checkpoint import load_model, pack_file, save_checkpoint
 from compsrt.calibration.config import PRESETS, QuantConfig, parse_site_bits
 from compsrt.calibration.distill import calibrate
-from compsrt.calibration.qmodel import freeze_model, quantize_model, set_observe, site_bits
+from compsrt.calibration.qmodel import quantize_model, site_bits
 from compsrt.errors import CompsrtError
 from compsrt.export.exporter import ExportOptions, build_onnx, export_checkpoint
 from compsrt.export.inspect import inspect_model
 from tests.conftest import tiny_swinir
 from tests.test_calibration import tiny_fp, tiny_sampler, tiny_settings
-from tests.test_export import TILE, _ort
+from tests.test_export import TILE, _ort, _quantized
 
 # W4A8 plus: 8-bit weights in every fc2 (INT8 storage beside INT4), 4-bit probabilities, one 3-bit site
 MIXED = QuantConfig.from_preset("W4A8", overrides=(("mlp.fc2", "w", 8), ("attn.quant_attn", "a", 4),
@@ -33,21 +33,9 @@ MIXED = QuantConfig.from_preset("W4A8", overrides=(("mlp.fc2", "w", 8), ("attn.q
 BLOCK1 = "layers.0.residual_group.blocks.1"
 
 
-def _ranged(cfg: QuantConfig, seed: int = 0):
-    """The tiny model quantized with ``cfg``, ranges from one observed batch (DOBI), frozen."""
-    m = tiny_swinir(2, seed, noise=0.02)
-    quantize_model(m, cfg)
-    set_observe(m, True)
-    with torch.no_grad():
-        m(torch.rand(2, 3, *TILE, generator=torch.Generator().manual_seed(1)))
-    set_observe(m, False)
-    freeze_model(m)
-    return m.eval()
-
-
 @pytest.fixture(scope="module")
 def mixed():
-    m = _ranged(MIXED)
+    m = _quantized(MIXED)
     return m, build_onnx(m, ExportOptions(tile=TILE, batch=None, hadamard="matmul"))
 
 
@@ -127,7 +115,7 @@ def test_per_site_bits_survive_checkpoint_pack_export_sidecar_inspect(tmp_path, 
 def test_old_checkpoints_without_per_site_bits_load(tmp_path):
     """A checkpoint written before wbits / abits / overrides existed is W = A = bits; stored per-site bits that
     contradict the config are refused."""
-    ckpt = save_checkpoint(_ranged(QuantConfig(3)), {"scale": 2}, tmp_path / "new.pt")
+    ckpt = save_checkpoint(_quantized(QuantConfig(3)), {"scale": 2}, tmp_path / "new.pt")
     obj = torch.load(ckpt, weights_only=True)
     obj["meta"].pop("site_bits")
     obj["meta"]["quant"] = {k: obj["meta"]["quant"][k] for k in ("bits", "mode", "prune", "clamp_codes")}
@@ -192,7 +180,7 @@ def test_trt_rtx_builds_presets(preset, mixed, tmp_path):
     if preset == "mixed":
         proto, side = mixed[1]
     else:
-        proto, side = build_onnx(_ranged(QuantConfig.from_preset(preset)), ExportOptions(tile=TILE, batch=None, hadamard="matmul"))
+        proto, side = build_onnx(_quantized(QuantConfig.from_preset(preset)), ExportOptions(tile=TILE, batch=None, hadamard="matmul"))
     assert side["opset"] == (17 if preset == "W8A8" else 21)
     path = tmp_path / "q.onnx"
     onnx.save(proto, str(path))

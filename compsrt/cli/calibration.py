@@ -17,12 +17,14 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("calibrate", help="compress SwinIR-light with CompSRT (DOBI + DQC distillation)")
     p.add_argument("--scale", type=int, required=True, choices=(2, 3, 4), help="upscaling factor of the model")
     p.add_argument("--bits", type=int, default=None,
-                   help="weight and activation bit-width: 2, 3, 4 or 8 (8: deploy only); or --wbits and --abits, or --preset")
+                   help="weight and activation bit-width: 2, 3, 4 or 8 (8: deploy only) (default: none; give it, or "
+                        "--wbits and --abits, or --preset)")
     p.add_argument("--wbits", type=int, default=None, help="weight bit-width (deploy mode; default --bits)")
     p.add_argument("--abits", type=int, default=None,
                    help="activation bit-width (deploy mode; default --bits); TensorRT runs every activation in INT8")
     p.add_argument("--preset", default=None, choices=tuple(PRESETS),
-                   help="named bit-widths for the engine (deploy mode): " + "; ".join(f"{k}: {v[3]}" for k, v in PRESETS.items()))
+                   help="named bit-widths for the engine (deploy mode): " + "; ".join(f"{k}: {v[3]}" for k, v in PRESETS.items())
+                   + " (default: none)")
     p.add_argument("--site-bits", default=None, metavar="SPEC",
                    help="per-site overrides (deploy mode), after the preset's: PATTERN[:w|:a]=B,... or a JSON file "
                         "{\"PATTERN[:w|:a]\": B}; PATTERN is an fnmatch pattern over site names or their tail, e.g. "
