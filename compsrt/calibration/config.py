@@ -99,6 +99,9 @@ class QuantConfig:
         object.__setattr__(self, "overrides", tuple((str(p), str(t), int(b)) for p, t, b in self.overrides))
         if self.mode not in MODES:
             raise CompsrtError(f"--mode must be one of {MODES}, got {self.mode!r}")
+        if self.mode == "paper" and (self.wbits != self.abits or self.overrides):
+            raise CompsrtError("paper mode is the authors' W = A: --wbits / --abits / --site-bits / --preset need "
+                               "--mode deploy")
         allowed = PAPER_BITS if self.mode == "paper" else BITS
         for what, b in (("--bits", self.bits), ("--wbits", self.wbits), ("--abits", self.abits)):
             if b not in allowed:
@@ -106,9 +109,6 @@ class QuantConfig:
         for pattern, target, b in self.overrides:
             if target not in TARGETS or b not in BITS or not pattern:
                 raise CompsrtError(f"--site-bits {pattern}:{target}={b}: need a pattern, target w or a, bits in {BITS}")
-        if self.mode == "paper" and (self.wbits != self.abits or self.overrides):
-            raise CompsrtError("paper mode is the authors' W = A: --wbits / --abits / --site-bits / --preset need "
-                               "--mode deploy")
         if self.preset is not None:
             if self.preset not in PRESETS:
                 raise CompsrtError(f"--preset must be one of {tuple(PRESETS)}, got {self.preset!r}")
