@@ -259,7 +259,7 @@ def test_config_and_cli_errors(tmp_path):
 
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["calibrate", "--scale", "4", "--bits", "8", "--out", str(tmp_path / "x.pt")])
+    args = parser.parse_args(["calibrate", "--scale", "4", "--bits", "5", "--out", str(tmp_path / "x.pt")])
     with pytest.raises(CompsrtError):
         args.func(args)
     args = parser.parse_args(["calibrate", "--scale", "4", "--bits", "4", "--step-floor", "1.5", "--out", str(tmp_path / "x.pt")])

@@ -10,7 +10,7 @@ from benchmarks.calibration.run_device import config_tag, pending
 
 def test_runner_skips_only_complete_results(tmp_path):
     args = argparse.Namespace(out=str(tmp_path), scale=4, iters=4000, datasets="Set5,B100", clamp_codes=False,
-                              lr_mode="auto", first="deploy:4:-", configs=["deploy:3:-", "deploy:2:-", "deploy:4:2:4"],
+                              lr_mode="auto", first="deploy:4:-", configs=["deploy:3:-", "deploy:2:-", "deploy:4:2:4", "deploy:W4A8:-@120"],
                               redo=False)
     assert config_tag(args, "deploy:4:2:4") == "x4_deploy_w4a4_p24"
     full = {"Set5": {}, "B100": {}}
@@ -21,6 +21,9 @@ def test_runner_skips_only_complete_results(tmp_path):
     for tag, res in results.items():
         (tmp_path / f"{tag}.json").write_text(json.dumps(res))
     (tmp_path / "x4_deploy_w4a4_p24.json").write_text("{trunc")  # a half-written file: run again
+    # @ITERS: the config's own iteration count decides whether it finished
+    (tmp_path / f"{config_tag(args, 'deploy:W4A8:-@120')}.json").write_text(
+        json.dumps({"calibration": {"iters_done": 120}, "eval": full}))
     assert pending(args) == ["deploy:3:-", "deploy:2:-", "deploy:4:2:4"]
     args.redo = True
-    assert pending(args) == ["fp", "deploy:4:-", "deploy:3:-", "deploy:2:-", "deploy:4:2:4"]
+    assert pending(args) == ["fp", "deploy:4:-", "deploy:3:-", "deploy:2:-", "deploy:4:2:4", "deploy:W4A8:-@120"]

@@ -42,11 +42,12 @@ def _tiny(scale=2, seed=0) -> SwinIR:
     return tiny_swinir(scale, seed, noise=0.02)  # non-trivial biases / position tables so that mistakes show
 
 
-def _quantized(bits: int, scale=2, seed=0) -> SwinIR:
+def _quantized(bits, scale=2, seed=0) -> SwinIR:
+    """The tiny model quantized (``bits``: an int for W = A, or a QuantConfig), ranges from one observed batch, frozen."""
     from compsrt.calibration.qmodel import QuantConfig, freeze_model, quantize_model, set_observe
 
     m = _tiny(scale, seed)
-    quantize_model(m, QuantConfig(bits=bits, mode="deploy"))
+    quantize_model(m, bits if isinstance(bits, QuantConfig) else QuantConfig(bits=bits, mode="deploy"))
     set_observe(m, True)
     with torch.no_grad():
         m(torch.rand(2, 3, *TILE, generator=torch.Generator().manual_seed(1)))

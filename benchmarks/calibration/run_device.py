@@ -7,10 +7,15 @@ scored, never used to calibrate or select (the last iteration is kept).
 usage (on the device, from the repo root, with COMPSRT_DATA=.carry/data COMPSRT_CACHE=.carry/cache):
   python -m benchmarks.calibration.run_device --scale 4 --out $OUT/res \
       --first deploy:4:- --configs paper:4:- paper:3:- ... --jobs 5 --budget 480
-A config is MODE:BITS:PRUNE (PRUNE '-' for none, 0.4 or 2:4). ``--first`` runs alone (timed), the
-rest in parallel afterwards; every training loop stops at the shared deadline (iterations done are recorded).
+A config is MODE:BITS:PRUNE[@ITERS]: BITS is 2, 3, 4 or 8 (W = A), WxAy (deploy: W4A8) or a preset name
+(deploy: W2A8-attn4, compsrt.calibration.config.PRESETS); PRUNE '-' for none, 0.4 or 2:4; @ITERS overrides
+--iters for that config. ``--first`` runs alone (timed), the rest in parallel afterwards; every training
+loop stops at the shared deadline (iterations done are recorded). ``--onnx`` also exports each model (plugin
+variant, `compsrt inspect` sizes and per-site bits) and runs `compsrt export-parity` on ``--parity-dataset``
+with ONNX Runtime on the CPU (``--parity-threads`` each); ``--onnx-from DIR`` runs only those checks, on the
+packed models of a finished result folder.
 A table can take several sessions: configurations (and the FP row) whose JSON in ``--out`` is complete (all
-``--iters`` iterations done, every dataset scored) are skipped, so rerunning the same command with the
+their iterations done, every dataset scored) are skipped, so rerunning the same command with the
 earlier results copied into ``--out`` resumes it (``--redo``: run them again).
 """
 
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -26,33 +32,42 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
+from compsrt.calibration.config import PRESETS, QuantConfig
 from compsrt.calibration.distill import LR_MODES, STEP_FLOOR
 
 
-def parse(c: str):
+def parse(c: str, clamp_codes: bool = False) -> tuple[QuantConfig, int | None]:
+    """(config, iterations or None) of MODE:BITS:PRUNE[@ITERS]."""
+    c, _, iters = c.partition("@")
     mode, bits, prune = c.split(":", 2)
-    return mode, int(bits), (None if prune == "-" else prune)
+    prune = None if prune == "-" else prune
+    n = int(iters) if iters else None
+    if bits.isdigit():
+        return QuantConfig(int(bits), mode, prune, clamp_codes=clamp_codes), n
+    if bits in PRESETS:
+        return QuantConfig.from_preset(bits, mode, prune), n
+    w, _, a = bits.upper().removeprefix("W").partition("A")
+    return QuantConfig(int(w), mode, prune, wbits=int(w), abits=int(a)), n
 
 
 def config_tag(args, c: str) -> str:
     """The result file's stem of configuration ``c`` under ``args`` (as the worker writes it)."""
-    from compsrt.calibration.qmodel import QuantConfig
-
-    mode, bits, prune = parse(c)
-    cfg = QuantConfig(bits, mode, prune, clamp_codes=args.clamp_codes)
+    cfg, _ = parse(c, args.clamp_codes)
     return f"x{args.scale}_{cfg.tag}" + ("" if args.lr_mode == "auto" else f"_lr{args.lr_mode}")
 
 
-def complete(args, tag: str, fp: bool = False) -> bool:
-    """Whether ``--out`` holds the finished result of ``tag``: every dataset scored and, for a calibrated
-    configuration, all ``--iters`` iterations done (a run stopped at a deadline is not finished)."""
-    path = Path(args.out) / f"{tag}.json"
+def complete(args, c: str) -> bool:
+    """Whether ``--out`` holds the finished result of configuration ``c`` ("fp" for the FP row): every
+    dataset scored and, for a calibrated configuration, all its iterations done (``@ITERS`` or ``--iters``;
+    a run stopped at a deadline is not finished)."""
+    fp = c == "fp"
+    path = Path(args.out) / f"{f'x{args.scale}_fp32' if fp else config_tag(args, c)}.json"
     try:
         res = json.loads(path.read_text())
     except (OSError, ValueError):
         return False
     scored = set(args.datasets.split(",")) <= set(res.get("eval", {}))
-    return scored and (fp or res.get("calibration", {}).get("iters_done") == args.iters)
+    return scored and (fp or res.get("calibration", {}).get("iters_done") == (parse(c)[1] or args.iters))
 
 
 def scores(model, args, name: str):
@@ -77,16 +92,14 @@ def worker(args) -> None:
     from compsrt.calibration.checkpoint import load_compressed_model, pack_file
     from compsrt.calibration.distill import DistillSettings
     from compsrt.calibration.pipeline import compress
-    from compsrt.calibration.qmodel import QuantConfig
 
-    mode, bits, prune = parse(args.worker)
-    cfg = QuantConfig(bits, mode, prune, clamp_codes=args.clamp_codes)
+    cfg, iters = parse(args.worker, args.clamp_codes)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = config_tag(args, args.worker)
     res = {"scale": args.scale, "config": cfg.to_dict(), "tag": tag}
     ckpt = out / f"{tag}.pt"
-    st = DistillSettings(iters=args.iters, seed=args.seed, deadline=args.deadline or None,
+    st = DistillSettings(iters=args.iters if iters is None else iters, seed=args.seed, deadline=args.deadline or None,
                          cuda_graph=not args.eager, fused_quantizers=not args.unfused, batch=args.batch,
                          dobi_batch=args.dobi_batch, step_floor=args.step_floor,
                          lr_mode=args.lr_mode, compile=False if args.no_compile else None,
@@ -103,9 +116,56 @@ def worker(args) -> None:
     for ds, summary in scores(model, args, tag):
         res["eval"][ds] = summary
         (out / f"{tag}.json").write_text(json.dumps(res, indent=1))
+    if args.onnx:
+        res["onnx"] = onnx_checks(out / f"{tag}.csrt", args)
+        (out / f"{tag}.json").write_text(json.dumps(res, indent=1))
     ckpt.unlink()  # the packed file holds the same model bit-exactly and is smaller
     print(json.dumps({"tag": tag, "eval": {k: [v["psnr"], v["ssim"]] for k, v in res["eval"].items()},
                       "iters": meta["log"]["iters_done"], "s": res["calibration_wall_s"]}), flush=True)
+
+
+def onnx_checks(packed: Path, args) -> dict:
+    """Plugin-variant export (the TensorRT graph: sizes and per-site bits from `compsrt inspect`) and the ONNX
+    Runtime parity on ``args.parity_dataset`` (matmul variant, forced site check), both on the CPU."""
+    import torch
+
+    from compsrt.export.exporter import ExportOptions, export_checkpoint
+    from compsrt.export.inspect import inspect_model
+    from compsrt.runtime.parity import run_parity
+
+    torch.set_num_threads(args.parity_threads)
+    t0 = time.time()
+    onnx_path = packed.with_suffix(".onnx")
+    res = export_checkpoint(packed, onnx_path, ExportOptions(tile=(64, 64), hadamard="plugin"))
+    r = inspect_model(onnx_path)
+    out = {"tile": [64, 64], "hadamard": "plugin", "file_bytes": onnx_path.stat().st_size, "opset": res.sidecar["opset"],
+           "weight_storage": res.sidecar["precision"]["weight_storage"], "seconds_export": time.time() - t0,
+           **{k: r[k] for k in ("onnx_bytes", "weight_bytes_by_dtype", "initializer_bytes_by_kind", "qdq_pairs",
+                                "weight_dequantize", "precision_label")},
+           "quant_bits": {k: v for k, v in r["quant_bits"].items() if k != "per_site"}}
+    onnx_path.unlink()
+    res.sidecar_path.unlink()
+    t0 = time.time()
+    p = run_parity(packed, (64, 64), args.parity_dataset, floor=False, threads=args.parity_threads)
+    p.pop("images", None)
+    if p.get("site_check"):
+        p["site_check"].pop("per_site", None)
+    out["parity"] = p
+    out["seconds_parity"] = time.time() - t0
+    return out
+
+
+def onnx_from(args) -> None:
+    """``--onnx`` checks after the fact, for every ``x*.csrt`` of a result folder (e.g. on a CPU machine)."""
+    for packed in sorted(Path(args.onnx_from).glob("x*.csrt")):
+        path = packed.with_suffix(".json")
+        res = json.loads(path.read_text())
+        res["onnx"] = onnx_checks(packed, args)
+        res["onnx"]["machine"] = platform.processor() or platform.machine()
+        path.write_text(json.dumps(res, indent=1))
+        p = res["onnx"]["parity"]
+        print(json.dumps({"tag": res["tag"], "onnx_bytes": res["onnx"]["file_bytes"], "psnr_diff": p["psnr_diff"],
+                          "forced": p["site_check"]["forced"]}), flush=True)
 
 
 def fp_eval(args) -> None:
@@ -121,10 +181,8 @@ def pending(args) -> list[str]:
     """"fp" and the configurations (``--first``, then ``--configs``) still to run, printing what is skipped."""
     todo = []
     for c in ["fp"] + ([args.first] if args.first else []) + list(args.configs):
-        fp = c == "fp"
-        tag = f"x{args.scale}_fp32" if fp else config_tag(args, c)
-        if not args.redo and complete(args, tag, fp):
-            print(f"skip {c}: {tag}.json in {args.out} is complete", flush=True)
+        if not args.redo and complete(args, c):
+            print(f"skip {c}: its result in {args.out} is complete", flush=True)
         else:
             todo.append(c)
     return todo
@@ -138,7 +196,9 @@ def launch(args, extra: list[str], log: Path) -> subprocess.Popen:
         + (["--eager"] if args.eager else []) \
         + (["--unfused"] if args.unfused else []) \
         + (["--no-compile"] if args.no_compile else []) + (["--no-bf16"] if args.no_bf16 else []) \
-        + (["--clamp-codes"] if args.clamp_codes else []) + extra
+        + (["--clamp-codes"] if args.clamp_codes else []) \
+        + (["--onnx", "--parity-dataset", args.parity_dataset, "--parity-threads", str(args.parity_threads)] if args.onnx else []) \
+        + extra
     return subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=REPO,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
@@ -163,6 +223,11 @@ def main() -> None:
     ap.add_argument("--lr-mode", default="auto", choices=LR_MODES,
                     help="DQC update rule (auto: step-relative in deploy mode, the authors' absolute in paper mode)")
     ap.add_argument("--clamp-codes", action="store_true", help="paper configs: codes clamped to b bits")
+    ap.add_argument("--onnx", action="store_true", help="also export, inspect and run the ONNX Runtime parity")
+    ap.add_argument("--parity-dataset", default="Set5")
+    ap.add_argument("--parity-threads", type=int, default=2)
+    ap.add_argument("--onnx-from", default=None, metavar="DIR",
+                    help="only the --onnx checks, on the packed models of a finished result folder (JSONs updated)")
     ap.add_argument("--worker", default=None)
     ap.add_argument("--fp", action="store_true")
     ap.add_argument("--deadline", type=float, default=0)
@@ -173,6 +238,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.worker:
         return worker(args)
+    if args.onnx_from:
+        return onnx_from(args)
     if args.fp:
         return fp_eval(args)
     start = time.time()
@@ -193,7 +260,7 @@ def main() -> None:
         running = [p for p in running if p.poll() is None]
         while queue and len(running) < args.jobs:
             c = queue.pop(0)
-            running.append(launch(args, ["--worker", c, "--deadline", str(deadline)], logs / f"{c.replace(':', '_')}.log"))
+            running.append(launch(args, ["--worker", c, "--deadline", str(deadline)], logs / f"{c.replace(':', '_').replace('@', '_')}.log"))
             print(f"[{time.time() - start:.0f}s] launched {c}", flush=True)
         time.sleep(2)
     for p in procs:

@@ -2,7 +2,7 @@
 
 Checkpoint (``torch.save``; read back with ``weights_only=True``)::
 
-    {"meta": {format, quant config, model config, fp weights sha256, calibration log, ...},
+    {"meta": {format, quant config, site bits, model config, fp weights sha256, calibration log, ...},
      "tensors": {state-dict name: tensor}}
 
 ``tensors`` is the frozen quantized model's state dict without the FP weights of quantized Linears:
@@ -35,7 +35,7 @@ from ..errors import CompsrtError
 from ..files import atomic_path
 from ..models.swinir import SwinIR, SwinIRConfig
 from ..models.weights import check_state_dict, fp_state, scale_of_state_dict
-from .qmodel import QLinear, QuantConfig, freeze_model, quantize_model
+from .qmodel import QLinear, QuantConfig, freeze_model, quantize_model, site_bits
 
 
 def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -45,7 +45,8 @@ def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def save_checkpoint(model: torch.nn.Module, meta: dict, path: str | os.PathLike) -> Path:
     path = Path(path)
-    meta = dict(meta, format=FORMAT, quant=model.quant_config.to_dict(), model_config=_cfg_dict(model.config))
+    meta = dict(meta, format=FORMAT, quant=model.quant_config.to_dict(), site_bits=site_bits(model),
+                model_config=_cfg_dict(model.config))
     meta = json.loads(json.dumps(meta, default=str))  # plain JSON types only (weights_only loading)
     with atomic_path(path) as tmp:
         torch.save({"meta": meta, "tensors": model_state(model)}, tmp)
@@ -65,8 +66,13 @@ def build_from_tensors(meta: dict, tensors: dict[str, torch.Tensor]) -> torch.nn
     if meta.get("format") != FORMAT:
         raise CompsrtError(f"not a compsrt compressed checkpoint (format {meta.get('format')!r}, expected {FORMAT})")
     cfg = _tuple_cfg(meta["model_config"])
-    qcfg = QuantConfig(**meta["quant"])
-    model = quantize_model(SwinIR(cfg), qcfg, init_weights=False)
+    model = quantize_model(SwinIR(cfg), quant_config(meta), init_weights=False)
+    stored = meta.get("site_bits")  # absent in checkpoints written before per-site bits: all sites at "bits"
+    if stored is not None and stored != site_bits(model):
+        bad = next(k for k in set(stored) | set(site_bits(model)) if stored.get(k) != site_bits(model).get(k))
+        raise CompsrtError(f"checkpoint's per-site bits disagree with its quant config at {bad} "
+                           f"({stored.get(bad)} stored, {site_bits(model).get(bad)} from the config); re-create it "
+                           "with `compsrt calibrate`")
     for name, m in model.named_modules():
         if isinstance(m, QLinear):
             m.codes = tensors[f"{name}.codes"].clone()
@@ -76,6 +82,18 @@ def build_from_tensors(meta: dict, tensors: dict[str, torch.Tensor]) -> torch.nn
     if missing or unexpected:
         raise CompsrtError(f"checkpoint does not match its model: missing {missing[:5]}, unexpected {unexpected[:5]}")
     return model.eval()
+
+
+def quant_config(meta: dict) -> QuantConfig:
+    """The checkpoint's quantization config (older checkpoints, without wbits / abits / overrides: W = A = bits)."""
+    q = meta.get("quant")
+    if not isinstance(q, dict):
+        raise CompsrtError("checkpoint meta has no quant config; re-create it with `compsrt calibrate`")
+    try:
+        return QuantConfig(**q)
+    except TypeError as exc:
+        raise CompsrtError(f"checkpoint's quant config {q} is not one this compsrt reads ({exc}); re-create it with "
+                           "`compsrt calibrate` or use the compsrt that wrote it") from None
 
 
 def _checkpoint_of(f) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -100,7 +118,8 @@ def load_model(path: str | os.PathLike) -> tuple[torch.nn.Module, dict]:
     """(model in eval mode, meta) from any model file: FP weights, a compressed checkpoint or a packed file.
 
     The kind is decided once from the content (:func:`compsrt.artifacts.read_model_file`); ``meta`` always
-    holds ``kind`` (fp | compressed | packed), ``scale``, ``bits`` and ``mode`` (``prune`` when compressed).
+    holds ``kind`` (fp | compressed | packed), ``scale``, ``bits`` and ``mode`` (``prune``, ``wbits``, ``abits``,
+    ``precision`` (W4A8 or the preset) and ``site_bits`` when compressed).
     """
     f = read_model_file(path, "checkpoint")
     if f.kind == FP:
@@ -120,6 +139,7 @@ def load_model(path: str | os.PathLike) -> tuple[torch.nn.Module, dict]:
     meta.setdefault("bits", cfg.bits)
     meta.setdefault("mode", cfg.mode)
     meta.setdefault("prune", cfg.prune)
+    meta.update(wbits=cfg.wbits, abits=cfg.abits, precision=cfg.label, site_bits=site_bits(model))
     meta["kind"] = f.kind
     return model, meta
 
@@ -188,7 +208,7 @@ def pack(meta: dict, tensors: dict[str, torch.Tensor], out: str | os.PathLike) -
     size = out.stat().st_size
     cfg = _tuple_cfg(meta["model_config"])
     fp_params = sum(p.numel() for p in SwinIR(cfg).parameters())
-    for name, m in quantize_model(SwinIR(cfg), QuantConfig(**meta["quant"]), init_weights=False).named_modules():
+    for name, m in quantize_model(SwinIR(cfg), quant_config(meta), init_weights=False).named_modules():
         if isinstance(m, QLinear):
             n_qweights += m.out_features * m.in_features
     return {

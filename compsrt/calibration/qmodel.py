@@ -7,54 +7,14 @@ probabilities. Convs, LayerNorms, biases, softmax, GELU and residual adds stay F
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CompsrtError
 from ..hadamard import hadamard, next_pow2, rotate_last, rotate_tokens
+from .config import QuantConfig, site_matches
 from .quant import FakeQuant
-
-MODES = ("paper", "deploy")
-BITS = (2, 3, 4)
-
-
-@dataclass(frozen=True)
-class QuantConfig:
-    bits: int = 4
-    mode: str = "deploy"
-    prune: str | None = None  # None, "0.4" (unstructured ratio) or "2:4"
-    clamp_codes: bool = False  # paper mode held to b-bit codes (deploy codes are always clamped)
-
-    def __post_init__(self):
-        if self.bits not in BITS:
-            raise CompsrtError(f"--bits must be one of {BITS}, got {self.bits}")
-        if self.mode not in MODES:
-            raise CompsrtError(f"--mode must be one of {MODES}, got {self.mode!r}")
-        if self.clamp_codes and self.mode != "paper":
-            raise CompsrtError("--clamp-codes is for paper mode: deploy mode always clamps codes to b bits")
-        if self.prune is not None:
-            if self.prune == "2:4":
-                if self.mode != "deploy":
-                    raise CompsrtError("2:4 pruning exists only in deploy mode (the paper prunes unstructured)")
-            else:
-                try:
-                    r = float(self.prune)
-                except ValueError:
-                    raise CompsrtError(f"--prune must be a ratio in (0, 1) or '2:4', got {self.prune!r}") from None
-                if not 0 < r < 1:
-                    raise CompsrtError(f"--prune ratio must be in (0, 1), got {r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @property
-    def tag(self) -> str:
-        p = "" if self.prune is None else ("_p24" if self.prune == "2:4" else f"_p{self.prune}")
-        return f"{self.mode}_w{self.bits}a{self.bits}{'_clamped' if self.clamp_codes else ''}{p}"
-
 
 def prune_mask(wt: torch.Tensor, prune: str | None) -> torch.Tensor:
     """Frozen keep-mask (bool, same shape) of rotated weights: exact per-tensor magnitude quantile, or 2:4 along K."""
@@ -95,7 +55,7 @@ class QLinear(nn.Module):
     ``mask`` (bool, (out, n)). ``bias`` is the FP bias (deploy folds the activation shift into it on the fly).
     """
 
-    def __init__(self, linear: nn.Linear | None, cfg: QuantConfig, in_features: int = 0, out_features: int = 0,
+    def __init__(self, linear: nn.Linear | None, cfg: QuantConfig, name: str = "",
                  weight: torch.Tensor | None = None, bias: torch.Tensor | None = None):
         super().__init__()
         if linear is not None:
@@ -110,9 +70,9 @@ class QLinear(nn.Module):
         self.register_buffer("mask", torch.ones(self.out_features, self.n, dtype=torch.bool))
         self.register_buffer("wt_cache", torch.zeros(0), persistent=False)
         wkind = "paper" if cfg.mode == "paper" else "sym"
-        self.wq = FakeQuant(cfg.bits, wkind, channels=self.out_features if cfg.mode == "deploy" else None,
+        self.wq = FakeQuant(cfg.site_bits(name, "w"), wkind, channels=self.out_features if cfg.mode == "deploy" else None,
                             clamp=cfg.clamp_codes)
-        self.aq = FakeQuant(cfg.bits, "paper" if cfg.mode == "paper" else "asym", clamp=cfg.clamp_codes)
+        self.aq = FakeQuant(cfg.site_bits(name, "a"), "paper" if cfg.mode == "paper" else "asym", clamp=cfg.clamp_codes)
 
     @property
     def frozen(self) -> bool:
@@ -196,13 +156,13 @@ class QLinear(nn.Module):
 class QKV(nn.Module):
     """The fused qkv Linear split into three quantized 60->60 Linears sharing one rotation of the input."""
 
-    def __init__(self, qkv: nn.Linear, cfg: QuantConfig):
+    def __init__(self, qkv: nn.Linear, cfg: QuantConfig, name: str = ""):
         super().__init__()
         dim = qkv.in_features
         w, b = qkv.weight.detach(), qkv.bias.detach()
-        self.q = QLinear(None, cfg, weight=w[:dim], bias=b[:dim])
-        self.k = QLinear(None, cfg, weight=w[dim : 2 * dim], bias=b[dim : 2 * dim])
-        self.v = QLinear(None, cfg, weight=w[2 * dim :], bias=b[2 * dim :])
+        self.q = QLinear(None, cfg, f"{name}.q", weight=w[:dim], bias=b[:dim])
+        self.k = QLinear(None, cfg, f"{name}.k", weight=w[dim : 2 * dim], bias=b[dim : 2 * dim])
+        self.v = QLinear(None, cfg, f"{name}.v", weight=w[2 * dim :], bias=b[2 * dim :])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.q.aq.observe:
@@ -222,7 +182,7 @@ class OperandQuant(nn.Module):
             attn -> rotated along the key axis, v -> rotated along the token axis (P H . H v = P v).
     """
 
-    def __init__(self, role: str, cfg: QuantConfig):
+    def __init__(self, role: str, cfg: QuantConfig, name: str = ""):
         super().__init__()
         self.role = role
         self.mode = cfg.mode
@@ -230,7 +190,7 @@ class OperandQuant(nn.Module):
             kind = "paper"
         else:
             kind = "asym" if role == "k" else "sym"
-        self.fq = FakeQuant(cfg.bits, kind, clamp=cfg.clamp_codes)
+        self.fq = FakeQuant(cfg.site_bits(name, "a"), kind, clamp=cfg.clamp_codes)
 
     def rotate(self, t: torch.Tensor) -> torch.Tensor:
         if self.mode == "deploy" and self.role == "v":
@@ -256,19 +216,25 @@ class OperandQuant(nn.Module):
 
 
 def quantize_model(model: nn.Module, cfg: QuantConfig, init_weights: bool = True) -> nn.Module:
-    """Replace, in place, every Swin block's Linears and attention hooks by quantized modules."""
+    """Replace, in place, every Swin block's Linears and attention hooks by quantized modules (bits per site
+    from ``cfg``; a ``--site-bits`` pattern that matches no site is refused)."""
     from ..models.swinir import SwinTransformerBlock
 
-    for blk in model.modules():
+    for name, blk in list(model.named_modules()):
         if not isinstance(blk, SwinTransformerBlock):
             continue
         a = blk.attn
-        a.qkv = QKV(a.qkv, cfg)
-        a.proj = QLinear(a.proj, cfg)
-        blk.mlp.fc1 = QLinear(blk.mlp.fc1, cfg)
-        blk.mlp.fc2 = QLinear(blk.mlp.fc2, cfg)
+        a.qkv = QKV(a.qkv, cfg, f"{name}.attn.qkv")
+        a.proj = QLinear(a.proj, cfg, f"{name}.attn.proj")
+        blk.mlp.fc1 = QLinear(blk.mlp.fc1, cfg, f"{name}.mlp.fc1")
+        blk.mlp.fc2 = QLinear(blk.mlp.fc2, cfg, f"{name}.mlp.fc2")
         for role in ("q", "k", "v", "attn"):
-            setattr(a, f"quant_{role}", OperandQuant(role, cfg))
+            setattr(a, f"quant_{role}", OperandQuant(role, cfg, f"{name}.attn.quant_{role}"))
+    names = list(site_bits(model))
+    for pattern, target, _ in cfg.overrides:
+        if not any(site_matches(n, pattern) for n in names):
+            raise CompsrtError(f"--site-bits pattern {pattern!r} matches no quantized site (names such as "
+                               f"{names[0] if names else '-'}; a tail such as mlp.fc2 or attn.quant_attn matches every block)")
     for p in model.parameters():
         p.requires_grad_(False)
     for fq in quantizers(model):
@@ -284,6 +250,18 @@ def quantize_model(model: nn.Module, cfg: QuantConfig, init_weights: bool = True
                 m.init_weight_()
     model.quant_config = cfg
     return model
+
+
+def site_bits(model: nn.Module) -> dict[str, dict[str, int]]:
+    """{site name: {"w": weight bits, "a": activation bits}} (operands: "a" only), in module order: what the
+    checkpoint, the packed file, the export's sidecar and ``compsrt inspect`` carry."""
+    out: dict[str, dict[str, int]] = {}
+    for name, m in model.named_modules():
+        if isinstance(m, QLinear):
+            out[name] = {"w": m.wq.bits, "a": m.aq.bits}
+        elif isinstance(m, OperandQuant):
+            out[name] = {"a": m.fq.bits}
+    return out
 
 
 def quantizers(model: nn.Module) -> list[FakeQuant]:

@@ -9,13 +9,26 @@ import json
 from pathlib import Path
 
 from .args import DEVICE_HELP, existing, positive_int
+from ..calibration.config import PRESETS
 from ..errors import CompsrtError
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("calibrate", help="compress SwinIR-light with CompSRT (DOBI + DQC distillation)")
     p.add_argument("--scale", type=int, required=True, choices=(2, 3, 4), help="upscaling factor of the model")
-    p.add_argument("--bits", type=int, required=True, help="weight and activation bit-width: 2, 3 or 4")
+    p.add_argument("--bits", type=int, default=None,
+                   help="weight and activation bit-width: 2, 3, 4 or 8 (8: deploy only) (default: none; give it, or "
+                        "--wbits and --abits, or --preset)")
+    p.add_argument("--wbits", type=int, default=None, help="weight bit-width (deploy mode; default --bits)")
+    p.add_argument("--abits", type=int, default=None,
+                   help="activation bit-width (deploy mode; default --bits); TensorRT runs every activation in INT8")
+    p.add_argument("--preset", default=None, choices=tuple(PRESETS),
+                   help="named bit-widths for the engine (deploy mode): " + "; ".join(f"{k}: {v[3]}" for k, v in PRESETS.items())
+                   + " (default: none)")
+    p.add_argument("--site-bits", default=None, metavar="SPEC",
+                   help="per-site overrides (deploy mode), after the preset's: PATTERN[:w|:a]=B,... or a JSON file "
+                        "{\"PATTERN[:w|:a]\": B}; PATTERN is an fnmatch pattern over site names or their tail, e.g. "
+                        "attn.quant_attn=8,mlp.fc2:a=8 (default: none)")
     p.add_argument("--mode", default="deploy", choices=("deploy", "paper"),
                    help="deploy: the symmetric form TensorRT runs; paper: the authors' simulation (default %(default)s)")
     p.add_argument("--prune", default=None,
@@ -54,11 +67,8 @@ def _calibrate(args) -> int:
     from ..calibration.checkpoint import pack_file
     from ..calibration.distill import STEP_FLOOR, DistillSettings
     from ..calibration.pipeline import compress
-    from ..calibration.qmodel import QuantConfig
 
-    if args.bits not in (2, 3, 4):
-        raise CompsrtError(f"--bits must be 2, 3 or 4, got {args.bits}")
-    cfg = QuantConfig(bits=args.bits, mode=args.mode, prune=args.prune, clamp_codes=args.clamp_codes)
+    cfg = quant_config(args)
     if args.step_floor is not None and not 0 <= args.step_floor < 1:
         raise CompsrtError(f"--step-floor must be in [0, 1), got {args.step_floor}")
     st = DistillSettings(iters=args.iters, batch=args.batch, seed=args.seed,
@@ -72,7 +82,7 @@ def _calibrate(args) -> int:
     print(f"wrote {args.out}: {cfg.tag} x{args.scale}, {log['iters_done']} iterations, "
           f"{log['seconds_total']:.1f} s (DOBI {log['seconds_dobi']:.1f} s)")
     b, wb, ab = cfg.bits, log["weight_code_bits"], log["activation_code_bits"]
-    if max(wb, ab) > b:
+    if cfg.mode == "paper" and max(wb, ab) > b:
         print(f"warning: codes need up to {wb} bits (weights) and {ab} bits (activations), not {b}: paper mode does "
               f"not clamp codes and DQC shrank quantizer steps ({log['collapsed_steps']} collapsed to ~0), so this "
               f"is not a {b}-bit model; deploy mode, or --clamp-codes in paper mode, keeps codes to {b} bits "
@@ -80,6 +90,23 @@ def _calibrate(args) -> int:
     if args.pack:
         print(json.dumps(pack_file(args.out, args.pack)))
     return 0
+
+
+def quant_config(args):
+    """The QuantConfig of ``--bits`` / ``--wbits`` / ``--abits`` / ``--preset`` / ``--site-bits``."""
+    from ..calibration.config import QuantConfig, parse_site_bits
+
+    overrides = parse_site_bits(args.site_bits)
+    if args.preset:
+        if any(v is not None for v in (args.bits, args.wbits, args.abits)):
+            raise CompsrtError(f"--preset {args.preset} sets the bit-widths; drop --bits / --wbits / --abits "
+                               "(per-site changes: --site-bits)")
+        return QuantConfig.from_preset(args.preset, args.mode, args.prune, overrides)
+    bits = args.bits if args.bits is not None else args.wbits
+    if bits is None or (args.bits is None and args.abits is None):
+        raise CompsrtError("give the bit-widths: --bits B (weights and activations), or --wbits B --abits B, or --preset NAME")
+    return QuantConfig(bits=bits, mode=args.mode, prune=args.prune, clamp_codes=args.clamp_codes, wbits=args.wbits,
+                       abits=args.abits, overrides=overrides)
 
 
 def _pack(args) -> int:

@@ -85,7 +85,7 @@ def cmd_export(args) -> int:
     res = export_checkpoint(args.checkpoint, args.out, opts)
     s = res.sidecar
     print(f"wrote {res.onnx_path} ({res.onnx_path.stat().st_size:,} bytes) and {res.sidecar_path}: x{s['scale']} "
-          f"{s['mode']} {s['bits']}-bit, tile {fmt_tile(s['tile'])}, batch {s['batch']}, "
+          f"{s['mode']} {s['precision_label'] or str(s['bits']) + '-bit'}, tile {fmt_tile(s['tile'])}, batch {s['batch']}, "
           f"hadamard {s['hadamard'] or '-'}, {s['quant_sites']} quantized sites, opset {s['opset']}")
     return 0
 

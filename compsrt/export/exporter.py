@@ -127,6 +127,9 @@ def build_onnx(model: nn.Module, opts: ExportOptions, meta: dict | None = None) 
         proto = _set_opset(proto, opset, {PLUGIN_DOMAIN: 1})
     onnx.checker.check_model(proto, full_check=not n_plugin)
     bits = int(meta.get("bits", 32)) if quantized else 32
+    bits_by_site = {s.name: ({"w": int(s.extra["w_bits"]), "a": int(s.bits)} if s.kind == "linear" else {"a": int(s.bits)})
+                    for s in static.sites}
+    n_int4 = sum(int4_site(s) for s in static.sites) if int4 else 0
     io = opts.io_dtype
     sidecar = {
         "format": ONNX_FORMAT,
@@ -141,10 +144,18 @@ def build_onnx(model: nn.Module, opts: ExportOptions, meta: dict | None = None) 
         "output": {"name": OUTPUT_NAME, "dtype": "float16" if io == "fp16" else "float32",
                    "layout": "NCHW", "range": "unclamped, clamp to [0, 1]"},
         "precision": {"io": io, "internal": "fp32", "quantized_matmuls": "int8 Q/DQ" if quantized else None,
+                      # what TensorRT executes: every activation Q/DQ in INT8 (b-bit grids clipped inside it),
+                      # weights as INT4 (weight-only) or INT8 initialisers
+                      "weight_storage": ({"int4": n_int4, "int8": sum(s.kind == "linear" for s in static.sites) - n_int4}
+                                         if quantized else None),
                       "int4_weights": ({"layout": "block" if int4_layout else "per_channel",
                                         "block_size": int4_layout or None,
-                                        "sites": sum(int4_site(s) for s in static.sites)} if int4 else None)},
+                                        "sites": n_int4} if int4 else None)},
         "bits": bits,
+        "wbits": getattr(cfg, "wbits", None) if quantized else None,
+        "abits": getattr(cfg, "abits", None) if quantized else None,
+        "precision_label": getattr(cfg, "label", None) if quantized else None,
+        "site_bits": bits_by_site or None,
         "mode": meta.get("mode", "fp") if quantized else "fp",
         "prune": meta.get("prune"),
         "hadamard": opts.hadamard if quantized else None,
@@ -158,7 +169,8 @@ def build_onnx(model: nn.Module, opts: ExportOptions, meta: dict | None = None) 
     for key, value in {
         "compsrt.scale": sidecar["scale"], "compsrt.bits": bits, "compsrt.mode": sidecar["mode"],
         "compsrt.tile": f"{opts.tile[0]}x{opts.tile[1]}", "compsrt.batch": sidecar["batch"],
-        "compsrt.precision": io, "compsrt.hadamard": sidecar["hadamard"] or "none",
+        "compsrt.precision": io, "compsrt.quant": sidecar["precision_label"] or "none",
+        "compsrt.hadamard": sidecar["hadamard"] or "none",
         "compsrt.plugin": PLUGIN_OP if n_plugin else "none",
         "compsrt.checkpoint_sha256": sidecar["checkpoint_sha256"] or "none",
         "compsrt.sidecar": json.dumps(sidecar, sort_keys=True),
@@ -166,7 +178,7 @@ def build_onnx(model: nn.Module, opts: ExportOptions, meta: dict | None = None) 
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, str(value)
     proto.producer_name, proto.producer_version = "compsrt.export", "1"
-    proto.doc_string = f"SwinIR-light x{sidecar['scale']} ({sidecar['mode']}, {bits}-bit), tile {opts.tile[1]}x{opts.tile[0]} (WxH)"
+    proto.doc_string = f"SwinIR-light x{sidecar['scale']} ({sidecar['mode']}, {sidecar['precision_label'] or f'{bits}-bit'}), tile {opts.tile[1]}x{opts.tile[0]} (WxH)"
     return proto, sidecar
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -96,6 +97,58 @@ def initializer_summary(g: onnx.GraphProto, inits: dict[str, onnx.TensorProto]) 
                                                                              "pairs": dups[:20]}}
 
 
+def _site_of(node_name: str, suffixes: tuple[str, ...]) -> str:
+    for suf in suffixes:
+        if node_name.endswith(suf):
+            return node_name[: -len(suf)]
+    return node_name
+
+
+def quant_bits(g: onnx.GraphProto, inits: dict[str, onnx.TensorProto], producer: dict, declared: dict | None) -> dict:
+    """Bit-widths as the graph enforces them, per site, against the sidecar's ``site_bits`` (``declared``).
+
+    Activation: the integer range of the Clip before a QuantizeLinear (``round(bound / scale)``; a range that
+    is no signed b-bit one is shown as ``[lo, hi]``), else the container's (8 bits for INT8). Weight: the initialiser's dtype and its codes' range. ``matches``: every
+    activation range is the declared one, every weight code lies in its declared b-bit range, and only weights
+    of at most 4 bits are INT4.
+    """
+    acts: dict[str, int] = {}
+    weights: dict[str, dict] = {}
+    for n in g.node:
+        if n.op_type == "QuantizeLinear" and n.input[0] not in inits:
+            s = float(numpy_helper.to_array(inits[n.input[1]]).reshape(-1)[0]) if n.input[1] in inits else None
+            clip = producer.get(n.input[0])
+            bounds = [numpy_helper.to_array(inits[i]) for i in clip.input[1:3] if i in inits] if clip is not None \
+                and clip.op_type == "Clip" else []
+            if s and len(bounds) == 2 and all(v.size == 1 for v in bounds):
+                lo, hi = (int(round(float(v.reshape(-1)[0]) / s)) for v in bounds)
+                levels = hi - lo + 1
+                signed = levels > 1 and levels & (levels - 1) == 0 and lo == -(levels // 2)
+                acts[_site_of(n.name, ("/act/quantize", "/quantize"))] = levels.bit_length() - 1 if signed else f"[{lo}, {hi}]"
+            else:
+                zp = inits.get(n.input[2]) if len(n.input) > 2 else None
+                acts[_site_of(n.name, ("/act/quantize", "/quantize"))] = _BITS.get(zp.data_type, 8) if zp is not None else 8
+        elif n.op_type == "DequantizeLinear" and n.input[0] in inits:
+            t = inits[n.input[0]]
+            codes = numpy_helper.to_array(t)
+            weights[_site_of(n.name, ("/weight_dequantize",))] = {
+                "dtype": _dtype_name(t.data_type), "min": int(codes.min()), "max": int(codes.max())}
+    out = {"activation_bits": dict(sorted(Counter(acts.values()).items(), key=str)),
+           "weight_storage": dict(sorted(Counter(w["dtype"] for w in weights.values()).items()))}
+    if declared:
+        wdecl = {k: v["w"] for k, v in declared.items() if "w" in v}
+        out["weight_bits"] = dict(sorted(Counter(wdecl.values()).items()))
+        bad = [k for k, v in declared.items() if acts.get(k) != v["a"]]
+        for k, b in wdecl.items():
+            w = weights.get(k)
+            in_range = w is not None and -(1 << (b - 1)) <= w["min"] and w["max"] <= (1 << (b - 1)) - 1
+            if not in_range or (w["dtype"] == "int4" and b > 4):  # <= 4 bits may sit in INT8 (--weight-storage int8)
+                bad.append(k)
+        out.update(sites=len(declared), matches=not bad, mismatched_sites=sorted(set(bad))[:20])
+    out["per_site"] = {k: ({"a": acts.get(k)} | ({"w": weights[k]} if k in weights else {})) for k in sorted(set(acts) | set(weights))}
+    return out
+
+
 def load_onnx(path: str | os.PathLike, external_data: bool = True) -> onnx.ModelProto:
     """An ONNX model with a graph, or a one-line error saying what the file is instead.
 
@@ -187,6 +240,10 @@ def inspect_model(model: onnx.ModelProto | str | os.PathLike) -> dict:
         weight_bytes[_dtype_name(t.data_type)] += _nbytes(t)
         weight_count[_dtype_name(t.data_type)] += 1
     meta = {p.key: p.value for p in model.metadata_props}
+    try:
+        sidecar = json.loads(meta.get("compsrt.sidecar", "{}"))
+    except ValueError:
+        sidecar = {}
     return {
         "onnx_bytes": model.ByteSize(),
         "opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
@@ -206,6 +263,9 @@ def inspect_model(model: onnx.ModelProto | str | os.PathLike) -> dict:
         "weight_bytes_by_dtype": dict(sorted(weight_bytes.items())),
         "weight_tensors_by_dtype": dict(sorted(weight_count.items())),
         **initializer_summary(g, inits),
+        "precision_label": sidecar.get("precision_label"),
+        "site_bits": sidecar.get("site_bits"),
+        "quant_bits": quant_bits(g, inits, producer, sidecar.get("site_bits")),
         "metadata": {k: v for k, v in meta.items() if k != "compsrt.sidecar"},
     }
 
@@ -233,6 +293,14 @@ def format_report(r: dict, show_layers: bool = False) -> str:
     lines += [f"  {k:<10} {v:>12,d} B  {r['weight_tensors_by_dtype'][k]:>5}" for k, v in r["weight_bytes_by_dtype"].items()]
     lines.append(f"initialisers by kind (bytes), ONNX {r['onnx_bytes']:,} B in all:")
     lines += [f"  {k:<14} {v:>12,d} B" for k, v in r["initializer_bytes_by_kind"].items() if v]
+    q = r["quant_bits"]
+    if q["activation_bits"] or q["weight_storage"]:
+        lines.append(f"bits   : {r['precision_label'] or '-'}; activation Q/DQ by enforced bits "
+                     + ", ".join(f"{k}-bit x{v}" for k, v in q["activation_bits"].items())
+                     + "; weights by storage " + ", ".join(f"{k} x{v}" for k, v in q["weight_storage"].items())
+                     + ("; declared weight bits " + ", ".join(f"{k}-bit x{v}" for k, v in q["weight_bits"].items())
+                        if "weight_bits" in q else "")
+                     + ("" if "matches" not in q else f"; graph matches the sidecar's per-site bits: {q['matches']}"))
     d = r["duplicate_initializers"]
     lines.append(f"duplicate initialisers: {d['count']} ({d['bytes']:,} B)")
     if r["metadata"]:

@@ -95,10 +95,13 @@ def site_parity(model: torch.nn.Module, proto, x: np.ndarray, threads: int | Non
         mid = 0.5 * (own[flips] + theirs[flips])
         dist = (vc - mid).abs()
         bad = ((own[flips] - theirs[flips]).abs() != 1) | (dist > boundary_tol)
-        pre = torch.clamp(t - sh, mod.qmin * s, mod.qmax * s).numpy()
+        lo, hi = float(mod.qmin * s), float(mod.qmax * s)
+        pre = torch.clamp(t - sh, lo, hi).numpy()
+        # an INT8 site has no Clip in the graph (QuantizeLinear saturates): compare within the same range
+        theirs_pre = np.clip(res[where[name][0]], np.float32(lo), np.float32(hi))
         r.update(forced_flips=int(flips.sum()), off_boundary=int(bad.sum()),
                  max_boundary_dist=float(dist.max()) if dist.numel() else 0.0,
-                 max_prequant_abs=float(np.abs(pre - res[where[name][0]]).max()))
+                 max_prequant_abs=float(np.abs(pre - theirs_pre).max()))
         return theirs * s  # the simulation's dequantization (codes * s) of ONNX Runtime's codes
 
     handles = [fq.register_forward_hook(hook) for fq in quants.values()]
@@ -143,11 +146,12 @@ def _tiled(backend, batch: int) -> TiledUpscaler:
 
 def run_parity(checkpoint: str | os.PathLike, tile: tuple[int, int], dataset: str = "Set5",
                data_root: str | os.PathLike | None = None, onnx_path: str | os.PathLike | None = None,
-               tol: float = 1e-3, floor: bool = True, site_check: bool = True) -> dict:
+               tol: float = 1e-3, floor: bool = True, site_check: bool = True, threads: int | None = None) -> dict:
     """Score ``dataset`` with the deploy-mode PyTorch model and with ONNX Runtime on the same tiles.
 
     ``floor``: also run PyTorch one tile at a time (the comparison batches 8) - the simulation's own float
     noise floor. ``site_check``: :func:`site_parity` on the first tile of the first image (quantized models).
+    ``threads``: ONNX Runtime's intra-op threads (default: its own choice, all cores).
     """
     from ..calibration.checkpoint import load_model
     from ..evaluation.benchmark import benchmark_pairs
@@ -169,7 +173,7 @@ def run_parity(checkpoint: str | os.PathLike, tile: tuple[int, int], dataset: st
         export_model(model, onnx_path, ExportOptions(tile=tile, batch=None, hadamard="matmul"), meta)
     export_s = time.perf_counter() - t0
     try:
-        ort_b = OrtBackend(parity_session(onnx_path))
+        ort_b = OrtBackend(parity_session(onnx_path, threads))
         torch_b = TorchBackend(model)
         torch_b.tile = ort_b.tile  # the torch runner takes the graph's tiles too
         ort_up, torch_up, torch_1 = _tiled(ort_b, 8), _tiled(torch_b, 8), _tiled(torch_b, 1)
@@ -208,7 +212,7 @@ def run_parity(checkpoint: str | os.PathLike, tile: tuple[int, int], dataset: st
             import onnx
 
             t = time.perf_counter()
-            checked = site_parity(model, onnx.load(str(onnx_path)), first_tile)
+            checked = site_parity(model, onnx.load(str(onnx_path)), first_tile, threads)
             checked["seconds"] = time.perf_counter() - t
     finally:
         if tmpdir is not None:
@@ -222,7 +226,7 @@ def run_parity(checkpoint: str | os.PathLike, tile: tuple[int, int], dataset: st
               "psnr_diff": psnr_1 - psnr_t, "frac_off": f_off / n_all, "n_off": f_off, "max_abs": f_max}
     return {
         "checkpoint": str(checkpoint), "dataset": dataset, "scale": scale, "tile": list(tile),
-        "mode": meta.get("mode", "fp"), "bits": meta.get("bits", 32),
+        "mode": meta.get("mode", "fp"), "bits": meta.get("bits", 32), "precision": meta.get("precision"),
         "psnr_torch": psnr_t, "psnr_onnx": psnr_o, "psnr_diff": psnr_o - psnr_t,
         "frac_off": n_off / n_all, "n_off": n_off, "n_values": n_all, "max_abs": max_abs, "tol": tol,
         "seconds": {"export": export_s, "torch": t_torch, "onnxruntime": t_ort}, "images": rows,
@@ -231,7 +235,7 @@ def run_parity(checkpoint: str | os.PathLike, tile: tuple[int, int], dataset: st
 
 
 def format_parity(r: dict) -> str:
-    lines = [f"{r['dataset']} x{r['scale']} {r['mode']} {r['bits']}-bit, tile {r['tile'][1]}x{r['tile'][0]}"]
+    lines = [f"{r['dataset']} x{r['scale']} {r['mode']} {r.get('precision') or str(r['bits']) + '-bit'}, tile {r['tile'][1]}x{r['tile'][0]}"]
     lines += [f"  {x['image']:<10} torch {x['psnr_torch']:.4f}  onnx {x['psnr_onnx']:.4f}  max|d| {x['max_abs']:.2e}  "
               f"off {100 * x['frac_off']:.4f} %" for x in r["images"]]
     lines.append(f"  mean PSNR torch {r['psnr_torch']:.4f} dB, onnxruntime {r['psnr_onnx']:.4f} dB "

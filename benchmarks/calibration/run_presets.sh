@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The presets table on one GPU: every config calibrates at once (run_device.py --jobs = their number), is scored on
+# Set5 / Set14 / B100, exported (plugin variant: `compsrt inspect` sizes, per-site bits) and checked against ONNX
+# Runtime on Set5 (forced site check included); then one archive of the JSON results and logs and one of the
+# packed models under $OUT (the device tool brings back few files). The runner is stopped after HARD_S seconds
+# (what finished by then is archived); training loops stop at BUDGET_S.
+# usage (device, repo root, carry $CARRY from prepare_carry.py --scale 4):
+#   [CARRY=.carry/i13_x4] bash benchmarks/calibration/run_presets.sh BUDGET_S HARD_S CONFIG...   (CONFIG: deploy:W4A8:-@150)
+set -u
+B=$1; H=$2; shift 2
+C=${CARRY:-.carry/i13_x4}
+export PYTHONUNBUFFERED=1 PYTHONPATH=. PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True OMP_NUM_THREADS=2
+export COMPSRT_DATA=$C/data COMPSRT_CACHE=$C/cache
+mkdir -p "$OUT/r"
+timeout "$H" python -m benchmarks.calibration.run_device --scale 4 --jobs $# --budget "$B" --onnx --parity-threads 2 \
+  --out "$OUT/r" --configs "$@" > "$OUT/r/runner.log" 2>&1
+echo "runner rc=$?" >> "$OUT/r/runner.log"
+nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv >> "$OUT/r/runner.log" 2>&1
+cat "$OUT/r/runner.log"
+tar czf "$OUT/results.tgz" --exclude='*.pt' --exclude='*.csrt' --exclude='*.onnx' -C "$OUT" r
+(cd "$OUT/r" && tar czf "$OUT/packed.tgz" *.csrt)
+rm -rf "$OUT/r"
