@@ -4,15 +4,19 @@
 # Runtime on Set5 (forced site check included); then one archive of the JSON results and logs and one of the
 # packed models under $OUT (the device tool brings back few files). The runner is stopped after HARD_S seconds
 # (what finished by then is archived); training loops stop at BUDGET_S.
-# usage (device, repo root, carry $CARRY from prepare_carry.py --scale 4):
-#   [CARRY=.carry/i13_x4] bash benchmarks/calibration/run_presets.sh BUDGET_S HARD_S CONFIG...   (CONFIG: deploy:W4A8:-@150)
+# usage (device, repo root, carry $CARRY from prepare_carry.py --scale $SCALE):
+#   [SCALE=4] [CARRY=.carry/i13_x4] [ONNX_ARGS=] bash benchmarks/calibration/run_presets.sh BUDGET_S HARD_S CONFIG...
+#   (CONFIG: deploy:W4A8:-@150; ONNX_ARGS= (empty) skips the ONNX checks, e.g. where onnx_graphsurgeon is missing:
+#   run them later with run_device.py --onnx-from on the packed models)
 set -u
 B=$1; H=$2; shift 2
-C=${CARRY:-.carry/i13_x4}
+S=${SCALE:-4}
+C=${CARRY:-.carry/i13_x$S}
+ONNX_ARGS=${ONNX_ARGS---onnx --parity-threads 2}
 export PYTHONUNBUFFERED=1 PYTHONPATH=. PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True OMP_NUM_THREADS=2
 export COMPSRT_DATA=$C/data COMPSRT_CACHE=$C/cache
 mkdir -p "$OUT/r"
-timeout "$H" python -m benchmarks.calibration.run_device --scale 4 --jobs $# --budget "$B" --onnx --parity-threads 2 \
+timeout "$H" python -m benchmarks.calibration.run_device --scale "$S" --jobs $# --budget "$B" $ONNX_ARGS \
   --out "$OUT/r" --configs "$@" > "$OUT/r/runner.log" 2>&1
 echo "runner rc=$?" >> "$OUT/r/runner.log"
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv >> "$OUT/r/runner.log" 2>&1
