@@ -158,7 +158,7 @@ def main() -> int:
         entry = res["graphs"].setdefault(m, {})
         if not (args.reuse and q.is_file()):
             entry["quantize"] = quantize(args.modelopt_python, fp, calib, qmode, method, q,
-                                         args.out.parent / f"{tag}_{m}.quantize.log")
+                                         args.out.parent / f"{args.out.stem}_{m}.quantize.log")
             print(f"{m}: {entry['quantize']}", file=sys.stderr, flush=True)
         if q.is_file():
             shutil.copyfile(fp.with_name(fp.name + ".json"), q.with_name(q.name + ".json"))  # same I/O, tile, scale
