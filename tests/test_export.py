@@ -302,6 +302,53 @@ def test_inspect_counts_and_plugin_variant(q4, q4_matmul):
     onnx.checker.check_model(plug)
 
 
+def _attrs(node) -> dict:
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def test_fused_quant_variant_replaces_each_quantizer_with_a_quantizing_plugin(q4, q4_matmul):
+    """--hadamard fused-quant: no QuantizeLinear left; one quantizing plugin per activation quantizer whose
+    INT8 output only feeds DequantizeLinear, with the same scale, shift and b-bit range as the Q/DQ graph's."""
+    fused, side = build_onnx(q4, ExportOptions(tile=TILE, batch=1, hadamard="fused-quant"))
+    r = inspect_model(fused)
+    assert r["quantize_linear"] == 0 and r["hadamard_matmul_nodes"] == 0 and r["hadamard_plugin_nodes"] == 20
+    assert r["layer_precision_counts"]["matmul:int8xint4"] == 12 and r["layer_precision_counts"]["matmul:int8xint8"] == 4
+    assert side["hadamard"] == "fused-quant" and side["plugin"]["nodes"] == 20
+    # the reference: the matmul variant's chain Sub(shift) -> Clip(lo, hi) -> QuantizeLinear(scale) per codes tensor
+    ref = gs.import_onnx(q4_matmul[0])
+    want = {}
+    for q in (n for n in ref.nodes if n.op == "QuantizeLinear"):
+        value = lambda c: float(np.asarray(c.values).reshape(-1)[0])  # noqa: E731 - scalars stored as (1,) or ()
+        scale = value(q.inputs[1])
+        shift, lo, hi, t = 0.0, -128, 127, q.inputs[0]
+        while t.inputs and t.inputs[0].op in ("Clip", "Sub"):
+            node = t.inputs[0]
+            if node.op == "Clip":
+                lo, hi = round(value(node.inputs[1]) / scale), round(value(node.inputs[2]) / scale)
+            else:
+                shift = value(node.inputs[1])
+            t = node.inputs[0]
+        want[q.outputs[0].name] = (scale, shift, lo, hi)
+    consumers = {}
+    for n in fused.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n.op_type)
+    seen = 0
+    for node in (n for n in fused.graph.node if n.op_type == "HadamardTransform"):
+        a = _attrs(node)
+        assert a["quantize"] == 1, node.name
+        out = node.output[0]
+        assert consumers[out] and set(consumers[out]) == {"DequantizeLinear"}, (node.name, consumers[out])
+        key = out if out in want else out.replace("/hadamard/fused_quant0/codes_t", "/q")  # v: codes of v^T H
+        assert key in want, out
+        scale, shift, lo, hi = want[key]
+        assert a["scale"] == pytest.approx(scale, rel=1e-7) and a["shift"] == pytest.approx(shift, abs=1e-7)
+        assert (a["qmin"], a["qmax"]) == (lo, hi) and (lo, hi) != (-128, 127)  # 4-bit codes: the Clip's range
+        seen += 1
+    assert seen == len(want) == 20
+    onnx.checker.check_model(fused)
+
+
 def test_initializers_by_kind_one_constant_per_distinct_tensor(q4_matmul):
     """Small graphs: one shared mask source for all shifted blocks, the position bias gathered from its table,
     no initialiser repeated; the FP graph stays close to the size of its FP32 parameters."""
@@ -463,6 +510,23 @@ def test_trt_rtx_plugin_variant_parses_with_registered_plugin(q4, tmp_path):
     assert created, p.stdout + p.stderr
     assert "n=16" in created[0] or "n=64" in created[0]
     assert "RESULT True True 16" in p.stdout, p.stdout + p.stderr
+
+
+def test_trt_rtx_builds_fused_quant_variant(q4, tmp_path):
+    """TensorRT-RTX's parser and strongly typed builder accept quantizing plugin (INT8 out) -> DequantizeLinear in
+    the whole graph: no QuantizeLinear layer, every plugin output INT8 (subprocess: an abort must not kill pytest)."""
+    _trt()
+    proto, _ = build_onnx(q4, ExportOptions(tile=TILE, batch=1, hadamard="fused-quant"))
+    path = tmp_path / "fused.onnx"
+    onnx.save(proto, str(path))
+    script = _PLUGIN_SCRIPT.replace('print("RESULT"', 'print("INT8", r.int8_tensors, "Q", r.quantize_layers, flush=True)\n'
+                                    'print("RESULT"')
+    p = subprocess.run([sys.executable, "-c", script.format(repo=str(REPO), path=str(path))],
+                       capture_output=True, text=True, timeout=300)
+    created = [ln for ln in p.stdout.splitlines() if ln.startswith("CREATED")]
+    assert created and all("quantize=1" in ln for ln in created), p.stdout + p.stderr
+    assert "RESULT True True 20" in p.stdout, p.stdout + p.stderr
+    assert "INT8 20 Q 0" in p.stdout, p.stdout  # the 20 plugin outputs are the network's only INT8 tensors
 
 
 def test_trt_rtx_int4_minimal_graph_per_channel_builds_blocks_fail(tmp_path):

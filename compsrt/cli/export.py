@@ -24,9 +24,10 @@ def register(subparsers) -> None:
                    help="static input tile in LR pixels, N or WxH, multiples of the window (8); "
                         "the old `--tile H W` still works for one release")
     p.add_argument("--batch", type=_batch, default=1, help="fixed batch size or 'dynamic' (default 1)")
-    p.add_argument("--hadamard", choices=("plugin", "matmul"), default="plugin",
-                   help="Hadamard as the TensorRT plugin node (TensorRT only) or as a constant MatMul (standard ops: "
-                        "ONNX Runtime and TensorRT without the plugin) (default %(default)s)")
+    p.add_argument("--hadamard", choices=("plugin", "matmul", "fused-quant"), default="plugin",
+                   help="Hadamard as the TensorRT plugin node (TensorRT only), as a constant MatMul (standard ops: "
+                        "ONNX Runtime and TensorRT without the plugin), or fused-quant: the plugin in its quantizing "
+                        "mode, INT8 codes straight into each DequantizeLinear (TensorRT only) (default %(default)s)")
     p.add_argument("--opset", type=int, default=17,
                    help="ONNX opset, >= 17; raised to 21 when the graph has INT4 weights (default %(default)s)")
     p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",

@@ -17,8 +17,8 @@ from ..errors import CompsrtError
 from ..files import atomic_path, sha256_file
 from ..hadamard import PLUGIN_VERSION
 from .graph import StaticSwinIR, trace_to_onnx
-from .surgery import (HADAMARD_VARIANTS, PLUGIN_DOMAIN, PLUGIN_OP, compact_constants, int4_site, remove_identities,
-                      replace_markers, to_plugin)
+from .surgery import (HADAMARD_VARIANTS, PLUGIN_DOMAIN, PLUGIN_OP, PLUGIN_VARIANTS, compact_constants, int4_site,
+                      remove_identities, replace_markers, to_plugin)
 
 LEGACY_MAX_OPSET = 20  # the TorchScript exporter; higher opsets go through onnx.version_converter
 IO_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
@@ -115,14 +115,14 @@ def build_onnx(model: nn.Module, opts: ExportOptions, meta: dict | None = None) 
     proto = _set_opset(proto, opset, {})
     proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True, data_prop=True)
     n_plugin = 0
-    if opts.hadamard == "plugin" and quantized:
+    if opts.hadamard in PLUGIN_VARIANTS and quantized:
         graph = gs.import_onnx(proto)
         # re-find the Hadamard MatMuls by name (records point into the old graph)
         names = {r.node.name: r for r in builder.hadamards}
         nodes = {n.name: n for n in graph.nodes}
         for r in builder.hadamards:
             r.node = nodes[r.node.name]
-        n_plugin = to_plugin(graph, list(names.values()))
+        n_plugin = to_plugin(graph, list(names.values()), builder.quants if opts.hadamard == "fused-quant" else None)
         proto = gs.export_onnx(graph)
         proto = _set_opset(proto, opset, {PLUGIN_DOMAIN: 1})
     onnx.checker.check_model(proto, full_check=not n_plugin)

@@ -15,7 +15,9 @@ quantizing and its contribution is folded into the bias of the consuming Linear.
 ``hadamard="matmul"`` writes each Hadamard as a MatMul by the constant ``H_n[:m]`` (standard ops);
 ``hadamard="plugin"`` writes a ``HadamardTransform`` node for the TensorRT plugin of
 :mod:`compsrt.plugins` (last axis only: the token-axis rotation of v becomes Transpose, Hadamard,
-Transpose).
+Transpose). ``hadamard="fused-quant"`` goes one step further: each ``Hadamard -> [Sub] -> [Clip] ->
+QuantizeLinear`` chain becomes one plugin node in its quantizing mode (``quantize=1``, INT8 codes out), which
+the site's DequantizeLinear consumes directly (for v: Transpose, plugin, DequantizeLinear, Transpose).
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from ..sites import Site
 from .graph import SITE_DOMAIN, TraceConstant
 
 PLUGIN_OP, PLUGIN_DOMAIN = PLUGIN_NAME, PLUGIN_NAMESPACE  # the plugin's registry name is the ONNX op
-HADAMARD_VARIANTS = ("plugin", "matmul")
+HADAMARD_VARIANTS = ("plugin", "matmul", "fused-quant")
+PLUGIN_VARIANTS = ("plugin", "fused-quant")  # the variants that need the TensorRT plugin
 
 
 def int4_tensor(name: str, values: np.ndarray) -> onnx.TensorProto:
@@ -58,12 +61,24 @@ class HadamardRecord:
     axis: str
 
 
+@dataclass
+class QuantRecord:
+    """One activation quantizer ``DQ(Q(clip(source - shift)))``, by tensor names (they survive re-import)."""
+    source: str  # the rotated tensor the chain starts from
+    codes: str  # the QuantizeLinear's INT8 output
+    scale: float
+    shift: float
+    qmin: int
+    qmax: int
+
+
 class Builder:
     """Adds named subgraphs to a gs.Graph."""
 
     def __init__(self, graph: gs.Graph):
         self.graph = graph
         self.hadamards: list[HadamardRecord] = []
+        self.quants: list[QuantRecord] = []
         self._rot_cache: dict[tuple, gs.Variable] = {}
         self._names: set[str] = set()
 
@@ -120,6 +135,7 @@ class Builder:
             raise CompsrtError(f"{prefix}: activation scale {scale} is not a positive finite number")
         s = np.array(scale, dtype=np.float32)
         zp = np.array(0, dtype=np.int8)
+        source = t.name
         if shift != 0.0:
             shifted = self.var(f"{prefix}/shifted")
             self.node("Sub", f"{prefix}/sub_shift", [t, self.const(f"{prefix}/shift", np.array(shift, np.float32))], [shifted])
@@ -133,6 +149,7 @@ class Builder:
         q = self.var(f"{prefix}/q", dtype=np.int8)
         sc, zc = self.const(f"{prefix}/scale", s), self.const(f"{prefix}/zero_point", zp)
         self.node("QuantizeLinear", f"{prefix}/quantize", [t, sc, zc], [q])
+        self.quants.append(QuantRecord(source, q.name, float(s), float(shift), int(qmin), int(qmax)))
         d = self.var(f"{prefix}/dq")
         self.node("DequantizeLinear", f"{prefix}/dequantize", [q, sc, zc], [d])
         return d
@@ -232,32 +249,75 @@ def remove_identities(graph: gs.Graph) -> None:
     graph.cleanup()
 
 
-def to_plugin(graph: gs.Graph, records: list[HadamardRecord]) -> int:
-    """Swap the Hadamard MatMuls for ``HadamardTransform`` plugin nodes (shapes must be known)."""
+def _swap_last(shape: list) -> tuple[list, list]:
+    """(perm, shape) of a Transpose of the last two axes."""
+    perm = list(range(len(shape) - 2)) + [len(shape) - 1, len(shape) - 2]
+    return perm, [shape[i] for i in perm]
+
+
+def _transpose(graph: gs.Graph, x: gs.Variable, y: gs.Variable | None, name: str) -> gs.Variable:
+    """Append ``y = Transpose(x)`` of the last two axes (``y`` None: a new tensor with the swapped shape)."""
+    if x.shape is None:
+        raise CompsrtError(f"internal: unknown shape around {name}")
+    perm, shape = _swap_last(list(x.shape))
+    y = y if y is not None else gs.Variable(f"{name}_out", dtype=x.dtype, shape=shape)
+    graph.nodes.append(gs.Node("Transpose", name=name, attrs={"perm": perm}, inputs=[x], outputs=[y]))
+    return y
+
+
+def to_plugin(graph: gs.Graph, records: list[HadamardRecord], quants: list[QuantRecord] | None = None) -> int:
+    """Swap the Hadamard MatMuls for ``HadamardTransform`` plugin nodes (shapes must be known).
+
+    With ``quants`` (the fused-quant variant), every quantizer fed by a Hadamard is fused into its own plugin node
+    (``quantize=1``) whose INT8 output replaces the QuantizeLinear's; the Sub/Clip/Q chain and the MatMul go.
+    """
+    tensors = graph.tensors()
+    by_source: dict[str, list[QuantRecord]] = {}
+    for qr in quants or []:
+        by_source.setdefault(qr.source, []).append(qr)
     count = 0
     for rec in records:
         node = rec.node
+        y = node.outputs[0]
+        fused = by_source.get(y.name, [])
+        if fused and len(fused) != len(y.outputs):
+            raise CompsrtError(f"internal: {node.name} feeds something besides its quantizers; cannot fuse")
+        x = node.inputs[0] if rec.axis == "last" else node.inputs[1]
+        if fused:
+            node.outputs.clear()  # the MatMul and the Sub/Clip/Q chains are dropped by cleanup
+            xin = x if rec.axis == "last" else _transpose(graph, x, None, f"{node.name}/transpose_in")
+            for i, qr in enumerate(fused):
+                codes = tensors[qr.codes]
+                attrs = onnx_node_attributes(rec.n, rec.m, quantize=True, shift=qr.shift, scale=qr.scale,
+                                             qmin=qr.qmin, qmax=qr.qmax)
+                name = f"{node.name}/fused_quant{i}"
+                for producer in list(codes.inputs):
+                    producer.outputs.clear()
+                if rec.axis == "last":
+                    graph.nodes.append(gs.Node(PLUGIN_OP, name=name, domain=PLUGIN_DOMAIN, attrs=attrs,
+                                               inputs=[xin], outputs=[codes]))
+                else:  # codes of v^T H; dequantize them (per-tensor scale), then transpose back
+                    ct = gs.Variable(f"{name}/codes_t", dtype=np.int8, shape=_swap_last(list(codes.shape))[1])
+                    graph.nodes.append(gs.Node(PLUGIN_OP, name=name, domain=PLUGIN_DOMAIN, attrs=attrs,
+                                               inputs=[xin], outputs=[ct]))
+                    for dq in list(codes.outputs):
+                        d = dq.outputs[0]
+                        dt = gs.Variable(f"{dq.name}/out_t", dtype=d.dtype, shape=list(ct.shape))
+                        dq.inputs[0], dq.outputs[0] = ct, dt
+                        _transpose(graph, dt, d, f"{dq.name}/transpose")
+                count += 1
+            continue
         attrs = onnx_node_attributes(rec.n, rec.m)
+        node.op, node.domain, node.attrs = PLUGIN_OP, PLUGIN_DOMAIN, attrs
+        node.inputs.clear()
         if rec.axis == "last":
-            x, y = node.inputs[0], node.outputs[0]
-            node.op, node.domain, node.attrs = PLUGIN_OP, PLUGIN_DOMAIN, attrs
-            node.inputs.clear()
             node.inputs.append(x)
         else:  # H @ v along the token axis = (v^T H)^T (H symmetric)
-            x, y = node.inputs[1], node.outputs[0]
-            if x.shape is None or y.shape is None:
+            node.inputs.append(_transpose(graph, x, None, f"{node.name}/transpose_in"))
+            if y.shape is None:
                 raise CompsrtError(f"internal: unknown shape around {node.name}")
-            rank = len(x.shape)
-            perm = list(range(rank - 2)) + [rank - 1, rank - 2]
-            xt = gs.Variable(f"{node.name}/in_t", dtype=x.dtype, shape=[x.shape[i] for i in perm])
-            yt = gs.Variable(f"{node.name}/out_t", dtype=y.dtype, shape=[y.shape[i] for i in perm])
-            graph.nodes.append(gs.Node("Transpose", name=f"{node.name}/transpose_in", attrs={"perm": perm},
-                                       inputs=[x], outputs=[xt]))
-            graph.nodes.append(gs.Node("Transpose", name=f"{node.name}/transpose_out", attrs={"perm": perm},
-                                       inputs=[yt], outputs=[y]))
-            node.op, node.domain, node.attrs = PLUGIN_OP, PLUGIN_DOMAIN, attrs
-            node.inputs.clear()
-            node.inputs.append(xt)
+            yt = gs.Variable(f"{node.name}/out_t", dtype=y.dtype, shape=_swap_last(list(y.shape))[1])
+            _transpose(graph, yt, y, f"{node.name}/transpose_out")
             node.outputs.clear()
             node.outputs.append(yt)
         count += 1
