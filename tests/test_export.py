@@ -512,11 +512,16 @@ def test_trt_rtx_plugin_variant_parses_with_registered_plugin(q4, tmp_path):
     assert "RESULT True True 16" in p.stdout, p.stdout + p.stderr
 
 
-def test_trt_rtx_builds_fused_quant_variant(q4, tmp_path):
+@pytest.mark.parametrize("preset", ["W4A4", "W4A8"])
+def test_trt_rtx_builds_fused_quant_variant(q4, preset, tmp_path):
     """TensorRT-RTX's parser and strongly typed builder accept quantizing plugin (INT8 out) -> DequantizeLinear in
-    the whole graph: no QuantizeLinear layer, every plugin output INT8 (subprocess: an abort must not kill pytest)."""
+    the whole graph: no QuantizeLinear layer, every plugin output INT8 (subprocess: an abort must not kill pytest).
+    W4A8: the 8-bit sites have no Clip before their QuantizeLinear; they fuse alike."""
     _trt()
-    proto, _ = build_onnx(q4, ExportOptions(tile=TILE, batch=1, hadamard="fused-quant"))
+    from compsrt.calibration.config import QuantConfig
+
+    model = q4 if preset == "W4A4" else _quantized(QuantConfig.from_preset(preset, "deploy", None))
+    proto, _ = build_onnx(model, ExportOptions(tile=TILE, batch=1, hadamard="fused-quant"))
     path = tmp_path / "fused.onnx"
     onnx.save(proto, str(path))
     script = _PLUGIN_SCRIPT.replace('print("RESULT"', 'print("INT8", r.int8_tensors, "Q", r.quantize_layers, flush=True)\n'
