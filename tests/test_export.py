@@ -314,6 +314,7 @@ def test_fused_quant_variant_replaces_each_quantizer_with_a_quantizing_plugin(q4
     assert r["quantize_linear"] == 0 and r["hadamard_matmul_nodes"] == 0 and r["hadamard_plugin_nodes"] == 20
     assert r["layer_precision_counts"]["matmul:int8xint4"] == 12 and r["layer_precision_counts"]["matmul:int8xint8"] == 4
     assert side["hadamard"] == "fused-quant" and side["plugin"]["nodes"] == 20
+    assert "plugin" in side["precision"]["quantized_matmuls"]
     # the reference: the matmul variant's chain Sub(shift) -> Clip(lo, hi) -> QuantizeLinear(scale) per codes tensor
     ref = gs.import_onnx(q4_matmul[0])
     want = {}

@@ -131,6 +131,8 @@ def build_onnx(model: nn.Module, opts: ExportOptions, meta: dict | None = None) 
                     for s in static.sites}
     n_int4 = sum(int4_site(s) for s in static.sites) if int4 else 0
     io = opts.io_dtype
+    matmul_precision = None if not quantized else (
+        "int8 codes from the quantizing Hadamard plugin + DQ" if opts.hadamard == "fused-quant" else "int8 Q/DQ")
     sidecar = {
         "format": ONNX_FORMAT,
         "model": "swinir-light",
@@ -143,7 +145,7 @@ def build_onnx(model: nn.Module, opts: ExportOptions, meta: dict | None = None) 
                   "layout": "NCHW", "range": [0.0, 1.0], "channels": "RGB"},
         "output": {"name": OUTPUT_NAME, "dtype": "float16" if io == "fp16" else "float32",
                    "layout": "NCHW", "range": "unclamped, clamp to [0, 1]"},
-        "precision": {"io": io, "internal": "fp32", "quantized_matmuls": "int8 Q/DQ" if quantized else None,
+        "precision": {"io": io, "internal": "fp32", "quantized_matmuls": matmul_precision,
                       # what TensorRT executes: every activation Q/DQ in INT8 (b-bit grids clipped inside it),
                       # weights as INT4 (weight-only) or INT8 initialisers
                       "weight_storage": ({"int4": n_int4, "int8": sum(s.kind == "linear" for s in static.sites) - n_int4}
