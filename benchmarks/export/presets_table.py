@@ -1,0 +1,95 @@
+"""One table per scale for issue 13: compsrt's presets beside NVIDIA ModelOpt's PTQ of the same FP model.
+
+Reads what the runs committed and prints markdown (no measuring here):
+
+* the presets' result JSONs (``benchmarks/calibration/run_device.py``: H200 scores; ``--onnx`` /
+  ``--onnx-from``: ONNX size, weight bytes by dtype, ONNX Runtime parity),
+* ModelOpt's JSONs (``benchmarks/export/modelopt_baseline.py``: ONNX Runtime CPU scores, sizes),
+* the engine sizes (``benchmarks/export/engine_sizes.py``: TensorRT-RTX builds, ``sizes*.json``).
+
+    python -m benchmarks.export.presets_table --presets benchmarks/calibration/results/run8_i13_presets \\
+        --modelopt benchmarks/export/results/modelopt/x4.json \
+        --engines benchmarks/export/results/engines/sizes{,_modelopt,_presets}.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+DATASETS = ("Set5", "Set14", "B100")
+
+
+def _engines(files: list[Path]) -> dict[str, int]:
+    """Engine bytes by graph name (the default target set) over ``files`` (a later file's graph wins)."""
+    out: dict[str, int] = {}
+    for f in files:
+        for name, g in json.loads(f.read_text()).get("graphs", {}).items():
+            e = g.get("engines", {}).get("all", {})
+            if e.get("built"):
+                out[name] = int(e["engine_bytes"])
+    return out
+
+
+def _dtypes(by_dtype: dict | None) -> str:
+    """The low-bit and float weight bytes, in kB."""
+    if not by_dtype:
+        return "-"
+    keep = {k: v for k, v in by_dtype.items() if k in ("int4", "int8", "float", "float16") and v > 1}
+    return " + ".join(f"{k} {v / 1e3:,.0f}" for k, v in sorted(keep.items()))
+
+
+def _mb(n) -> str:
+    return f"{n / 1e6:.2f}" if n else "-"
+
+
+def preset_rows(folder: Path, engines: dict[str, int]) -> list[list[str]]:
+    fp = json.loads(next(folder.glob("x*_fp32.json")).read_text())["eval"]
+    rows = []
+    for f in sorted(folder.glob("x*_deploy_*.json")):
+        res = json.loads(f.read_text())
+        onnx = res.get("onnx", {})
+        label = onnx.get("precision_label") or res["tag"].split("_deploy_", 1)[1].upper()
+        key = label.lower()
+        gaps = [f"{res['eval'][d]['psnr'] - fp[d]['psnr']:+.3f}" if d in res.get("eval", {}) else "-"
+                for d in DATASETS]
+        parity = onnx.get("parity", {})
+        rows.append([f"compsrt {label} ({res['calibration'].get('iters_done', '?')} it)", *gaps,
+                     _mb(onnx.get("onnx_bytes")), _dtypes(onnx.get("weight_bytes_by_dtype")),
+                     f"{_mb(engines.get(f'{key}_matmul'))} / {_mb(engines.get(f'{key}_fused-quant'))}",
+                     f"{parity['psnr_diff']:+.4f}" if "psnr_diff" in parity else "-"])
+    return rows
+
+
+def modelopt_rows(path: Path, engines: dict[str, int]) -> list[list[str]]:
+    rows = []
+    for mode, g in json.loads(path.read_text())["graphs"].items():
+        if "gap_db" not in g:
+            continue  # a mode that did not finish
+        gaps = [f"{g['gap_db'][d]:+.3f}" if d in g["gap_db"] else "-" for d in DATASETS]
+        sizes = g.get("sizes", {})
+        name, engine = ("FP32 (dynamic batch)", engines.get("fp")) if mode == "fp" else \
+            (f"ModelOpt {mode}", engines.get(f"modelopt_{mode}"))
+        rows.append([name, *gaps, _mb(sizes.get("onnx_bytes")), _dtypes(sizes.get("weight_bytes_by_dtype")),
+                     _mb(engine), "(ORT-scored)"])
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--presets", type=Path, required=True, help="a run_device.py result folder")
+    ap.add_argument("--modelopt", type=Path, nargs="*", default=[], help="modelopt_baseline.py JSONs")
+    ap.add_argument("--engines", type=Path, nargs="*", default=[], help="engine_sizes.py JSONs (a later one wins)")
+    args = ap.parse_args(argv)
+    engines = _engines(args.engines)
+    print("| model | Set5 gap | Set14 gap | B100 gap | ONNX MB | weight bytes by dtype, kB | engine MB: Q/DQ / fused-quant "
+          "| ORT − simulation, Set5 dB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in preset_rows(args.presets, engines) + [r for m in args.modelopt for r in modelopt_rows(m, engines)]:
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
