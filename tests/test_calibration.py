@@ -291,6 +291,17 @@ def test_calibrate_cli_warns_when_codes_outgrow_their_bits(tmp_path, monkeypatch
     args = parser.parse_args(["calibrate", "--scale", "2", "--bits", "3", "--mode", "paper", "--clamp-codes",
                               "--out", str(tmp_path / "x.pt")])
     assert args.func(args) == 0 and seen == [QuantConfig(3, "paper", clamp_codes=True)]
+    settings = []
+    monkeypatch.setattr(pipeline, "compress", lambda scale, cfg, out, st, **k: settings.append(st) or
+                        {"log": dict(log, weight_code_bits=3, activation_code_bits=3, compiled=st.compile, bf16=st.bf16),
+                         "seconds_data": 0.1})
+    for flag, want, said in (("auto", None, "Swin blocks eager"), ("on", True, "Swin blocks compiled, bf16"),
+                             ("off", False, "Swin blocks eager")):
+        args = parser.parse_args(["calibrate", "--scale", "2", "--bits", "3", "--fast-blocks", flag,
+                                  "--out", str(tmp_path / "x.pt")])
+        capsys.readouterr()
+        assert args.func(args) == 0 and settings[-1].compile is want and settings[-1].bf16 is want
+        assert said in capsys.readouterr().out
 
 
 @pytest.mark.gpu

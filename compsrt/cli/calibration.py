@@ -53,6 +53,9 @@ def register(subparsers) -> None:
     p.add_argument("--step-floor", type=float, default=None,
                    help="step mode: keep each quantizer's step >= this fraction of its DOBI step (default 0.25; 0 = off)")
     p.add_argument("--no-cuda-graph", action="store_true", help="run the training step eagerly on CUDA")
+    p.add_argument("--fast-blocks", default="auto", choices=("auto", "on", "off"),
+                   help="CUDA: Swin blocks through torch.compile, the student's under bf16 autocast (quantizers stay FP32); "
+                        "auto = on for runs of >= 1,000 iterations (compiling takes about a minute) (default %(default)s)")
     p.add_argument("--pack", default=None, metavar="CSRT", help="also write the packed storage file (default: not written)")
     p.add_argument("--out", required=True, help="output checkpoint (.pt)")
     p.set_defaults(func=_calibrate)
@@ -73,12 +76,16 @@ def _calibrate(args) -> int:
         raise CompsrtError(f"--step-floor must be in [0, 1), got {args.step_floor}")
     st = DistillSettings(iters=args.iters, batch=args.batch, seed=args.seed,
                          patch=args.patch, dobi_batch=args.dobi_batch, cuda_graph=not args.no_cuda_graph,
-                         lr_mode=args.lr_mode, step_floor=STEP_FLOOR if args.step_floor is None else args.step_floor)
+                         lr_mode=args.lr_mode, step_floor=STEP_FLOOR if args.step_floor is None else args.step_floor,
+                         compile={"auto": None, "on": True, "off": False}[args.fast_blocks],
+                         bf16={"auto": None, "on": True, "off": False}[args.fast_blocks])
     meta = compress(args.scale, cfg, args.out, st, weights=args.weights, data=args.data, device=args.device)
     log = meta["log"]
     print(f"settings: {log['device']}, batch {st.batch} of {log['patch']}x{log['patch']} LR patches, DOBI on "
           f"{log['dobi_batch']} patches (device defaults unless --patch / --dobi-batch); data {meta['seconds_data']:.1f} s, "
-          f"DOBI {log['seconds_dobi']:.1f} s, DQC {log['seconds_train']:.1f} s")
+          f"DOBI {log['seconds_dobi']:.1f} s, DQC {log['seconds_train']:.1f} s; Swin blocks "
+          f"{'compiled' if log.get('compiled') else 'eager'}{', bf16' if log.get('bf16') else ''}"
+          f"{' (compile failed: ' + log['compile_error'] + ')' if log.get('compile_error') else ''}")
     print(f"wrote {args.out}: {cfg.tag} x{args.scale}, {log['iters_done']} iterations, "
           f"{log['seconds_total']:.1f} s (DOBI {log['seconds_dobi']:.1f} s)")
     b, wb, ab = cfg.bits, log["weight_code_bits"], log["activation_code_bits"]
