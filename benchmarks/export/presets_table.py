@@ -62,16 +62,20 @@ def preset_rows(folder: Path, engines: dict[str, int]) -> list[list[str]]:
     return rows
 
 
-def modelopt_rows(path: Path, engines: dict[str, int]) -> list[list[str]]:
+def modelopt_rows(paths: list[Path], engines: dict[str, int]) -> list[list[str]]:
+    """One row per ModelOpt mode over ``paths`` (runs that scored different datasets of one mode are merged)."""
+    modes: dict[str, dict] = {}
+    for path in paths:
+        for mode, g in json.loads(path.read_text())["graphs"].items():
+            if "gap_db" in g:  # else: a mode that did not finish
+                m = modes.setdefault(mode, {"gap_db": {}, "sizes": g.get("sizes", {})})
+                m["gap_db"].update(g["gap_db"])
     rows = []
-    for mode, g in json.loads(path.read_text())["graphs"].items():
-        if "gap_db" not in g:
-            continue  # a mode that did not finish
+    for mode, g in modes.items():
         gaps = [f"{g['gap_db'][d]:+.3f}" if d in g["gap_db"] else "-" for d in DATASETS]
-        sizes = g.get("sizes", {})
         name, engine = ("FP32 (dynamic batch)", engines.get("fp")) if mode == "fp" else \
             (f"ModelOpt {mode}", engines.get(f"modelopt_{mode}"))
-        rows.append([name, *gaps, _mb(sizes.get("onnx_bytes")), _dtypes(sizes.get("weight_bytes_by_dtype")),
+        rows.append([name, *gaps, _mb(g["sizes"].get("onnx_bytes")), _dtypes(g["sizes"].get("weight_bytes_by_dtype")),
                      _mb(engine), "(ORT-scored)"])
     return rows
 
@@ -86,7 +90,7 @@ def main(argv=None) -> int:
     print("| model | Set5 gap | Set14 gap | B100 gap | ONNX MB | weight bytes by dtype, kB | engine MB: Q/DQ / fused-quant "
           "| ORT − simulation, Set5 dB |")
     print("|---|---|---|---|---|---|---|---|")
-    for row in preset_rows(args.presets, engines) + [r for m in args.modelopt for r in modelopt_rows(m, engines)]:
+    for row in preset_rows(args.presets, engines) + modelopt_rows(args.modelopt, engines):
         print("| " + " | ".join(row) + " |")
     return 0
 
