@@ -487,3 +487,29 @@ def test_quantizer_arithmetic_stays_fp32_under_bf16_autocast():
             y = student(x)
         assert torch.equal(student(x), ref)  # and the blocks are the FP32 ones again
     assert y.dtype == torch.float32 and 0 < float((y - ref).abs().mean()) < 0.05 * float(ref.abs().mean())
+
+
+def test_training_lr_cache_fills_once_from_concurrent_callers(tmp_path, monkeypatch):
+    """Two callers filling one empty LR cache at once both get the images; the cache holds one file per image
+    and no temporary (each writer has its own temporary name, and hidden files are never read as images)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    from compsrt.calibration.data import load_training_lr, lr_cache
+
+    monkeypatch.setenv("COMPSRT_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        (tmp_path / "data/train/T91").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)).save(tmp_path / f"data/train/T91/{i}.png")
+    (lr_cache(2) / "T91").mkdir(parents=True)
+    (lr_cache(2) / "T91" / ".0.png.stale.part.png").write_bytes(b"not a png")  # a writer that died
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda _: load_training_lr(2, tmp_path / "data", sets=("T91",), progress=False), range(2)))
+    for run in runs:
+        assert [n for n, _ in run] == [f"T91/{i}" for i in range(6)] and all(lr.shape == (12, 10, 3) for _, lr in run)
+    assert sorted(p.name for p in (lr_cache(2) / "T91").iterdir() if not p.name.startswith(".")) == \
+        [f"{i}.png" for i in range(6)]
+    again = load_training_lr(2, tmp_path / "data", sets=("T91",), progress=False)  # from the cache
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(runs[0], again))

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ..errors import CompsrtError
 from ..evaluation.bicubic import bicubic_degrade
+from ..files import atomic_path
 from ..images import load_image
 from ..paths import cache_dir, data_root
 
@@ -27,7 +28,9 @@ EXTS = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.glob("*") if p.suffix.lower() in EXTS) if folder.is_dir() else []
+    """Image files of ``folder``, without hidden files (a cache file still being written is one)."""
+    return sorted(p for p in folder.glob("*") if p.suffix.lower() in EXTS and not p.name.startswith(".")) \
+        if folder.is_dir() else []
 
 
 def training_sources(root: Path) -> list[tuple[str, Path]]:
@@ -57,10 +60,8 @@ def load_training_lr(scale: int, root: Path | None = None, sets: tuple[str, ...]
             lr = np.asarray(Image.open(dest).convert("RGB"))
         else:
             lr = bicubic_degrade(load_image(p).rgb, scale)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_suffix(".part.png")
-            Image.fromarray(lr).save(tmp)
-            tmp.replace(dest)
+            with atomic_path(dest) as tmp:  # a unique name: processes filling one cache at once do not collide
+                Image.fromarray(lr).save(tmp, format="PNG")
         out.append((f"{s}/{p.stem}", lr))
     if not srcs:  # no HR here: use whatever the cache holds
         for s in (*TRAIN_SETS, "calib"):
