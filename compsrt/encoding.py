@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CompsrtError
-from .files import atomic_path
+from .files import atomic_path, atomic_write_bytes
 from .images import SAVE_FORMATS, LoadedImage, check_size, load_image, max_pixels, save_image
 
 DEFAULT_PNG_LEVEL = 1  # see benchmarks/encoding/results/cpu_png_levels/results.json
@@ -185,9 +185,7 @@ def save_image_any(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray |
         raise CompsrtError(f"{path}: {fmt} cannot store the input's alpha channel; write a .png instead")
     if fmt == "PNG" and o.png_writer == "compsrt":
         arr = rgb if alpha is None else np.dstack([rgb, alpha.astype(np.uint8)])
-        data = png_bytes(arr, o.png_level)
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(data)
+        atomic_write_bytes(path, png_bytes(arr, o.png_level))
         return
     save_image(path, rgb, alpha, o.pillow_kwargs(fmt))
 

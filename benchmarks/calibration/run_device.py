@@ -52,7 +52,10 @@ def parse(c: str, clamp_codes: bool = False) -> tuple[QuantConfig, int | None]:
 
 def config_tag(args, c: str) -> str:
     """The result file's stem of configuration ``c`` under ``args`` (as the worker writes it)."""
-    cfg, _ = parse(c, args.clamp_codes)
+    return _tag(args, parse(c, args.clamp_codes)[0])
+
+
+def _tag(args, cfg: QuantConfig) -> str:
     return f"x{args.scale}_{cfg.tag}" + ("" if args.lr_mode == "auto" else f"_lr{args.lr_mode}")
 
 
@@ -61,13 +64,14 @@ def complete(args, c: str) -> bool:
     dataset scored and, for a calibrated configuration, all its iterations done (``@ITERS`` or ``--iters``;
     a run stopped at a deadline is not finished)."""
     fp = c == "fp"
-    path = Path(args.out) / f"{f'x{args.scale}_fp32' if fp else config_tag(args, c)}.json"
+    cfg, iters = (None, None) if fp else parse(c, args.clamp_codes)
+    path = Path(args.out) / f"{f'x{args.scale}_fp32' if fp else _tag(args, cfg)}.json"
     try:
         res = json.loads(path.read_text())
     except (OSError, ValueError):
         return False
     scored = set(args.datasets.split(",")) <= set(res.get("eval", {}))
-    return scored and (fp or res.get("calibration", {}).get("iters_done") == (parse(c)[1] or args.iters))
+    return scored and (fp or res.get("calibration", {}).get("iters_done") == (iters or args.iters))
 
 
 def scores(model, args, name: str):

@@ -67,11 +67,11 @@ def build_from_tensors(meta: dict, tensors: dict[str, torch.Tensor]) -> torch.nn
         raise CompsrtError(f"not a compsrt compressed checkpoint (format {meta.get('format')!r}, expected {FORMAT})")
     cfg = _tuple_cfg(meta["model_config"])
     model = quantize_model(SwinIR(cfg), quant_config(meta), init_weights=False)
-    stored = meta.get("site_bits")  # absent in checkpoints written before per-site bits: all sites at "bits"
-    if stored is not None and stored != site_bits(model):
-        bad = next(k for k in set(stored) | set(site_bits(model)) if stored.get(k) != site_bits(model).get(k))
+    stored, built = meta.get("site_bits"), site_bits(model)  # stored: absent in checkpoints before per-site bits
+    if stored is not None and stored != built:
+        bad = next(k for k in set(stored) | set(built) if stored.get(k) != built.get(k))
         raise CompsrtError(f"checkpoint's per-site bits disagree with its quant config at {bad} "
-                           f"({stored.get(bad)} stored, {site_bits(model).get(bad)} from the config); re-create it "
+                           f"({stored.get(bad)} stored, {built.get(bad)} from the config); re-create it "
                            "with `compsrt calibrate`")
     for name, m in model.named_modules():
         if isinstance(m, QLinear):

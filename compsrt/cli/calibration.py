@@ -74,11 +74,11 @@ def _calibrate(args) -> int:
     cfg = quant_config(args)
     if args.step_floor is not None and not 0 <= args.step_floor < 1:
         raise CompsrtError(f"--step-floor must be in [0, 1), got {args.step_floor}")
+    fast = {"auto": None, "on": True, "off": False}[args.fast_blocks]
     st = DistillSettings(iters=args.iters, batch=args.batch, seed=args.seed,
                          patch=args.patch, dobi_batch=args.dobi_batch, cuda_graph=not args.no_cuda_graph,
                          lr_mode=args.lr_mode, step_floor=STEP_FLOOR if args.step_floor is None else args.step_floor,
-                         compile={"auto": None, "on": True, "off": False}[args.fast_blocks],
-                         bf16={"auto": None, "on": True, "off": False}[args.fast_blocks])
+                         compile=fast, bf16=fast)
     meta = compress(args.scale, cfg, args.out, st, weights=args.weights, data=args.data, device=args.device)
     log = meta["log"]
     print(f"settings: {log['device']}, batch {st.batch} of {log['patch']}x{log['patch']} LR patches, DOBI on "

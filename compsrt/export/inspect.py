@@ -116,6 +116,7 @@ def quant_bits(g: onnx.GraphProto, inits: dict[str, onnx.TensorProto], producer:
     weights: dict[str, dict] = {}
     for n in g.node:
         if n.op_type == "QuantizeLinear" and n.input[0] not in inits:
+            site = _site_of(n.name, ("/act/quantize", "/quantize"))
             s = float(numpy_helper.to_array(inits[n.input[1]]).reshape(-1)[0]) if n.input[1] in inits else None
             clip = producer.get(n.input[0])
             bounds = [numpy_helper.to_array(inits[i]) for i in clip.input[1:3] if i in inits] if clip is not None \
@@ -124,10 +125,10 @@ def quant_bits(g: onnx.GraphProto, inits: dict[str, onnx.TensorProto], producer:
                 lo, hi = (int(round(float(v.reshape(-1)[0]) / s)) for v in bounds)
                 levels = hi - lo + 1
                 signed = levels > 1 and levels & (levels - 1) == 0 and lo == -(levels // 2)
-                acts[_site_of(n.name, ("/act/quantize", "/quantize"))] = levels.bit_length() - 1 if signed else f"[{lo}, {hi}]"
+                acts[site] = levels.bit_length() - 1 if signed else f"[{lo}, {hi}]"
             else:
                 zp = inits.get(n.input[2]) if len(n.input) > 2 else None
-                acts[_site_of(n.name, ("/act/quantize", "/quantize"))] = _BITS.get(zp.data_type, 8) if zp is not None else 8
+                acts[site] = _BITS.get(zp.data_type, 8) if zp is not None else 8
         elif n.op_type == "DequantizeLinear" and n.input[0] in inits:
             t = inits[n.input[0]]
             codes = numpy_helper.to_array(t)
