@@ -3,9 +3,13 @@
 # Set5 / Set14 / B100, exported (plugin variant: `compsrt inspect` sizes, per-site bits) and checked against ONNX
 # Runtime on Set5 (forced site check included); then one archive of the JSON results and logs and one of the
 # packed models under $OUT (the device tool brings back few files). The runner is stopped after HARD_S seconds
-# (what finished by then is archived); training loops stop at BUDGET_S.
+# (what finished by then is archived); training loops stop at BUDGET_S. A table that takes several calls: PRIOR=DIR
+# copies earlier result JSONs in first, so configurations already complete there (and the FP row) are skipped;
+# JOBS=N runs N at a time (default: all); INDUCTOR_CACHE=DIR keeps torch.compile's cache where a later call on the
+# same warm machine finds it (an ignored folder of the repo copy), so it does not compile again.
 # usage (device, repo root, carry $CARRY from prepare_carry.py --scale $SCALE):
-#   [SCALE=4] [CARRY=.carry/i13_x4] [ONNX_ARGS=] bash benchmarks/calibration/run_presets.sh BUDGET_S HARD_S CONFIG...
+#   [SCALE=4] [CARRY=.carry/i13_x4] [ONNX_ARGS=] [PRIOR=DIR] [JOBS=N] [INDUCTOR_CACHE=DIR] \
+#     bash benchmarks/calibration/run_presets.sh BUDGET_S HARD_S CONFIG...
 #   (CONFIG: deploy:W4A8:-@150; ONNX_ARGS= (empty) skips the ONNX checks, e.g. where onnx_graphsurgeon is missing:
 #   run them later with run_device.py --onnx-from on the packed models)
 set -u
@@ -15,8 +19,10 @@ C=${CARRY:-.carry/i13_x$S}
 ONNX_ARGS=${ONNX_ARGS---onnx --parity-threads 2}
 export PYTHONUNBUFFERED=1 PYTHONPATH=. PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True OMP_NUM_THREADS=2
 export COMPSRT_DATA=$C/data COMPSRT_CACHE=$C/cache
+if [ -n "${INDUCTOR_CACHE:-}" ]; then mkdir -p "$INDUCTOR_CACHE"; export TORCHINDUCTOR_CACHE_DIR=$PWD/$INDUCTOR_CACHE; fi
 mkdir -p "$OUT/r"
-timeout "$H" python -m benchmarks.calibration.run_device --scale "$S" --jobs $# --budget "$B" $ONNX_ARGS \
+if [ -n "${PRIOR:-}" ]; then cp "$PRIOR"/*.json "$OUT/r/"; fi
+timeout "$H" python -m benchmarks.calibration.run_device --scale "$S" --jobs "${JOBS:-$#}" --budget "$B" $ONNX_ARGS \
   --out "$OUT/r" --configs "$@" > "$OUT/r/runner.log" 2>&1
 echo "runner rc=$?" >> "$OUT/r/runner.log"
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv >> "$OUT/r/runner.log" 2>&1
