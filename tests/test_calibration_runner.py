@@ -11,8 +11,9 @@ from benchmarks.calibration.run_device import config_tag, pending
 def test_runner_skips_only_complete_results(tmp_path):
     args = argparse.Namespace(out=str(tmp_path), scale=4, iters=4000, datasets="Set5,B100", clamp_codes=False,
                               lr_mode="auto", first="deploy:4:-", configs=["deploy:3:-", "deploy:2:-", "deploy:4:2:4", "deploy:W4A8:-@120"],
-                              redo=False)
+                              redo=False, lr=None)
     assert config_tag(args, "deploy:4:2:4") == "x4_deploy_w4a4_p24"
+    assert config_tag(argparse.Namespace(**{**vars(args), "lr": 3e-3}), "deploy:4:-") == "x4_deploy_w4a4_lr0.003"
     full = {"Set5": {}, "B100": {}}
     results = {"x4_fp32": {"eval": full},
                "x4_deploy_w4a4": {"calibration": {"iters_done": 4000}, "eval": full},

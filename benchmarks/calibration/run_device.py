@@ -56,7 +56,8 @@ def config_tag(args, c: str) -> str:
 
 
 def _tag(args, cfg: QuantConfig) -> str:
-    return f"x{args.scale}_{cfg.tag}" + ("" if args.lr_mode == "auto" else f"_lr{args.lr_mode}")
+    return (f"x{args.scale}_{cfg.tag}" + ("" if args.lr_mode == "auto" else f"_lr{args.lr_mode}")
+            + ("" if args.lr is None else f"_lr{args.lr:g}"))
 
 
 def complete(args, c: str) -> bool:
@@ -107,6 +108,7 @@ def worker(args) -> None:
                          cuda_graph=not args.eager, fused_quantizers=not args.unfused, batch=args.batch,
                          dobi_batch=args.dobi_batch, step_floor=args.step_floor,
                          lr_mode=args.lr_mode, compile=False if args.no_compile else None,
+                         **({} if args.lr is None else {"lr": args.lr}),
                          bf16=False if args.no_bf16 else None)
     t0 = time.time()
     meta = compress(args.scale, cfg, ckpt, st, device=args.device, progress=False)
@@ -196,7 +198,7 @@ def launch(args, extra: list[str], log: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "benchmarks.calibration.run_device", "--scale", str(args.scale), "--out", args.out, "--iters", str(args.iters),
            "--datasets", args.datasets, "--seed", str(args.seed), "--device", args.device,
            "--batch", str(args.batch), "--dobi-batch", str(args.dobi_batch), "--step-floor", str(args.step_floor),
-           "--lr-mode", args.lr_mode] \
+           "--lr-mode", args.lr_mode] + ([] if args.lr is None else ["--lr", str(args.lr)]) \
         + (["--eager"] if args.eager else []) \
         + (["--unfused"] if args.unfused else []) \
         + (["--no-compile"] if args.no_compile else []) + (["--no-bf16"] if args.no_bf16 else []) \
@@ -226,6 +228,7 @@ def main() -> None:
     ap.add_argument("--step-floor", type=float, default=STEP_FLOOR, help="0: off (the 2026-11-30 rows)")
     ap.add_argument("--lr-mode", default="auto", choices=LR_MODES,
                     help="DQC update rule (auto: step-relative in deploy mode, the authors' absolute in paper mode)")
+    ap.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: DistillSettings.lr, the authors' 1e-2)")
     ap.add_argument("--clamp-codes", action="store_true", help="paper configs: codes clamped to b bits")
     ap.add_argument("--onnx", action="store_true", help="also export, inspect and run the ONNX Runtime parity")
     ap.add_argument("--parity-dataset", default="Set5")
