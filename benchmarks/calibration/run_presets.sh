@@ -5,10 +5,9 @@
 # packed models under $OUT (the device tool brings back few files). The runner is stopped after HARD_S seconds
 # (what finished by then is archived); training loops stop at BUDGET_S. A table that takes several calls: PRIOR=DIR
 # copies earlier result JSONs in first, so configurations already complete there (and the FP row) are skipped;
-# JOBS=N runs N at a time (default: all); INDUCTOR_CACHE=DIR keeps torch.compile's cache where a later call on the
-# same warm machine finds it (an ignored folder of the repo copy), so it does not compile again.
+# JOBS=N runs N at a time (default: all).
 # usage (device, repo root, carry $CARRY from prepare_carry.py --scale $SCALE):
-#   [SCALE=4] [CARRY=.carry/i13_x4] [ONNX_ARGS=] [PRIOR=DIR] [JOBS=N] [INDUCTOR_CACHE=DIR] \
+#   [SCALE=4] [CARRY=.carry/i13_x4] [ONNX_ARGS=] [PRIOR=DIR] [JOBS=N] \
 #     bash benchmarks/calibration/run_presets.sh BUDGET_S HARD_S CONFIG...
 #   (CONFIG: deploy:W4A8:-@150; ONNX_ARGS= (empty) skips the ONNX checks, e.g. where onnx_graphsurgeon is missing:
 #   run them later with run_device.py --onnx-from on the packed models)
@@ -19,7 +18,6 @@ C=${CARRY:-.carry/i13_x$S}
 ONNX_ARGS=${ONNX_ARGS---onnx --parity-threads 2}
 export PYTHONUNBUFFERED=1 PYTHONPATH=. PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True OMP_NUM_THREADS=2
 export COMPSRT_DATA=$C/data COMPSRT_CACHE=$C/cache
-if [ -n "${INDUCTOR_CACHE:-}" ]; then mkdir -p "$INDUCTOR_CACHE"; export TORCHINDUCTOR_CACHE_DIR=$PWD/$INDUCTOR_CACHE; fi
 mkdir -p "$OUT/r"
 if [ -n "${PRIOR:-}" ]; then cp "$PRIOR"/*.json "$OUT/r/"; fi
 timeout "$H" python -m benchmarks.calibration.run_device --scale "$S" --jobs "${JOBS:-$#}" --budget "$B" $ONNX_ARGS \

@@ -7,7 +7,7 @@ Reads what the runs committed and prints markdown (no measuring here):
 * ModelOpt's JSONs (``benchmarks/export/modelopt_baseline.py``: ONNX Runtime CPU scores, sizes),
 * the engine sizes (``benchmarks/export/engine_sizes.py``: TensorRT-RTX builds, ``sizes*.json``).
 
-    python -m benchmarks.export.presets_table --presets benchmarks/calibration/results/run8_i13_presets \\
+    python -m benchmarks.export.presets_table --presets benchmarks/calibration/results/run8_i13_presets [more folders] \\
         --modelopt benchmarks/export/results/modelopt/x4.json \
         --engines benchmarks/export/results/engines/sizes{,_modelopt,_presets}.json
 """
@@ -50,8 +50,10 @@ def preset_rows(folder: Path, engines: dict[str, int]) -> list[list[str]]:
     for f in sorted(folder.glob("x*_deploy_*.json")):
         res = json.loads(f.read_text())
         onnx = res.get("onnx", {})
-        label = onnx.get("precision_label") or res["tag"].split("_deploy_", 1)[1].upper()
+        label = onnx.get("precision_label") or res["tag"].split("_deploy_", 1)[1].split("_", 1)[0].upper()
         key = label.lower()
+        if res["config"].get("prune"):
+            label += f" pruned {res['config']['prune']}"
         gaps = [f"{res['eval'][d]['psnr'] - fp[d]['psnr']:+.3f}" if d in res.get("eval", {}) else "-"
                 for d in DATASETS]
         parity = onnx.get("parity", {})
@@ -82,7 +84,8 @@ def modelopt_rows(paths: list[Path], engines: dict[str, int]) -> list[list[str]]
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("--presets", type=Path, required=True, help="a run_device.py result folder")
+    ap.add_argument("--presets", type=Path, nargs="+", required=True,
+                    help="run_device.py result folders (rows in this order)")
     ap.add_argument("--modelopt", type=Path, nargs="*", default=[], help="modelopt_baseline.py JSONs")
     ap.add_argument("--engines", type=Path, nargs="*", default=[], help="engine_sizes.py JSONs (a later one wins)")
     args = ap.parse_args(argv)
@@ -90,7 +93,8 @@ def main(argv=None) -> int:
     print("| model | Set5 gap | Set14 gap | B100 gap | ONNX MB | weight bytes by dtype, kB | engine MB: Q/DQ / fused-quant "
           "| ORT − simulation, Set5 dB |")
     print("|---|---|---|---|---|---|---|---|")
-    for row in preset_rows(args.presets, engines) + modelopt_rows(args.modelopt, engines):
+    rows = [row for folder in args.presets for row in preset_rows(folder, engines)]
+    for row in rows + modelopt_rows(args.modelopt, engines):
         print("| " + " | ".join(row) + " |")
     return 0
 
