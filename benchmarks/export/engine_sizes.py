@@ -101,13 +101,44 @@ def log_facts(lines: list[str]) -> dict:
     return facts
 
 
+def quantizer_constants(path: Path) -> dict:
+    """Activation quantizer sites and how many distinct constant sets (scale, shift, Clip bounds) they carry:
+    per-tensor QuantizeLinear with the ``Sub shift`` / ``Clip`` before it, or the quantizing plugin's attributes.
+    Myelin compiles one kernel per distinct set in Q/DQ graphs (the ``--uniform-quantizers`` diagnostic)."""
+    import onnx
+    from onnx import numpy_helper
+
+    g = onnx.load(str(path)).graph
+    init = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    producers = {o: n for n in g.node for o in n.output}
+
+    def scalar(name: str):
+        a = init.get(name)
+        return float(a.reshape(())) if a is not None and a.size == 1 else None
+
+    sets = []
+    for n in g.node:
+        if n.op_type == "QuantizeLinear" and scalar(n.input[1]) is not None:
+            key, t = [scalar(n.input[1])], producers.get(n.input[0])
+            while t is not None and t.op_type in ("Clip", "Sub"):
+                key += [scalar(i) for i in t.input[1:]] if t.op_type == "Clip" else [("shift", scalar(t.input[1]))]
+                t = producers.get(t.input[0])
+            sets.append(tuple(key))
+        elif n.domain == "compsrt":
+            a = {x.name: onnx.helper.get_attribute_value(x) for x in n.attribute}
+            if a.get("quantize"):
+                sets.append(tuple(a.get(k) for k in ("scale", "shift", "qmin", "qmax")))
+    return {"sites": len(sets), "distinct": len(set(sets))}
+
+
 def onnx_facts(path: Path) -> dict:
     from compsrt.export.inspect import inspect_model
 
     r = inspect_model(path)
     return {"onnx_bytes": r["onnx_bytes"], "weight_bytes_by_dtype": r["weight_bytes_by_dtype"],
             "qdq_pairs": r["qdq_pairs"], "weight_dequantize": r["weight_dequantize"],
-            "hadamard_plugin_nodes": r["hadamard_plugin_nodes"], "opset": r["opset"]}
+            "hadamard_plugin_nodes": r["hadamard_plugin_nodes"], "opset": r["opset"],
+            "activation_quantizers": quantizer_constants(path)}
 
 
 def uniform_quantizers(src: Path, dst: Path) -> Path:

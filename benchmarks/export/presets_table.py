@@ -10,6 +10,13 @@ Reads what the runs committed and prints markdown (no measuring here):
     python -m benchmarks.export.presets_table --presets benchmarks/calibration/results/run8_i13_presets [more folders] \\
         --modelopt benchmarks/export/results/modelopt/x4.json \
         --engines benchmarks/export/results/engines/sizes{,_modelopt,_presets}.json
+    python -m benchmarks.export.presets_table --presets benchmarks/calibration/results/run9_i13_presets_x2 \
+        --modelopt benchmarks/export/results/modelopt/x2_*.json \
+        --engines benchmarks/export/results/engines/sizes_presets_x2{,_dqc10}.json \
+        --engine-prefix x2-dqc10_ --fp-engine x2_fp
+
+Engine graphs are looked up by name: ``PREFIX + preset + "_matmul" | "_fused-quant"`` (``--engine-prefix``),
+``--fp-engine`` for the FP row and ``modelopt_MODE`` for ModelOpt's.
 """
 
 from __future__ import annotations
@@ -44,16 +51,16 @@ def _mb(n) -> str:
     return f"{n / 1e6:.2f}" if n else "-"
 
 
-def preset_rows(folder: Path, engines: dict[str, int]) -> list[list[str]]:
+def preset_rows(folder: Path, engines: dict[str, int], prefix: str = "") -> list[list[str]]:
     fp = json.loads(next(folder.glob("x*_fp32.json")).read_text())["eval"]
     rows = []
     for f in sorted(folder.glob("x*_deploy_*.json")):
         res = json.loads(f.read_text())
         onnx = res.get("onnx", {})
         label = onnx.get("precision_label") or res["tag"].split("_deploy_", 1)[1].split("_", 1)[0].upper()
-        key = label.lower()
-        if res["config"].get("prune"):
-            label += f" pruned {res['config']['prune']}"
+        key = prefix + label.lower()
+        if res["config"].get("prune"):  # no engine of a pruned preset was built
+            label, key = label + f" pruned {res['config']['prune']}", None
         gaps = [f"{res['eval'][d]['psnr'] - fp[d]['psnr']:+.3f}" if d in res.get("eval", {}) else "-"
                 for d in DATASETS]
         parity = onnx.get("parity", {})
@@ -64,7 +71,7 @@ def preset_rows(folder: Path, engines: dict[str, int]) -> list[list[str]]:
     return rows
 
 
-def modelopt_rows(paths: list[Path], engines: dict[str, int]) -> list[list[str]]:
+def modelopt_rows(paths: list[Path], engines: dict[str, int], fp_engine: str = "fp") -> list[list[str]]:
     """One row per ModelOpt mode over ``paths`` (runs that scored different datasets of one mode are merged)."""
     modes: dict[str, dict] = {}
     for path in paths:
@@ -75,7 +82,7 @@ def modelopt_rows(paths: list[Path], engines: dict[str, int]) -> list[list[str]]
     rows = []
     for mode, g in modes.items():
         gaps = [f"{g['gap_db'][d]:+.3f}" if d in g["gap_db"] else "-" for d in DATASETS]
-        name, engine = ("FP32 (dynamic batch)", engines.get("fp")) if mode == "fp" else \
+        name, engine = ("FP32 (dynamic batch)", engines.get(fp_engine)) if mode == "fp" else \
             (f"ModelOpt {mode}", engines.get(f"modelopt_{mode}"))
         rows.append([name, *gaps, _mb(g["sizes"].get("onnx_bytes")), _dtypes(g["sizes"].get("weight_bytes_by_dtype")),
                      _mb(engine), "(ORT-scored)"])
@@ -88,13 +95,15 @@ def main(argv=None) -> int:
                     help="run_device.py result folders (rows in this order)")
     ap.add_argument("--modelopt", type=Path, nargs="*", default=[], help="modelopt_baseline.py JSONs")
     ap.add_argument("--engines", type=Path, nargs="*", default=[], help="engine_sizes.py JSONs (a later one wins)")
+    ap.add_argument("--engine-prefix", default="", help="prefix of the presets' graph names in the engine JSONs")
+    ap.add_argument("--fp-engine", default="fp", help="graph name of the FP engine (the FP32 row)")
     args = ap.parse_args(argv)
     engines = _engines(args.engines)
     print("| model | Set5 gap | Set14 gap | B100 gap | ONNX MB | weight bytes by dtype, kB | engine MB: Q/DQ / fused-quant "
           "| ORT − simulation, Set5 dB |")
     print("|---|---|---|---|---|---|---|---|")
-    rows = [row for folder in args.presets for row in preset_rows(folder, engines)]
-    for row in rows + modelopt_rows(args.modelopt, engines):
+    rows = [row for folder in args.presets for row in preset_rows(folder, engines, args.engine_prefix)]
+    for row in rows + modelopt_rows(args.modelopt, engines, args.fp_engine):
         print("| " + " | ".join(row) + " |")
     return 0
 
