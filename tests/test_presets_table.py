@@ -34,3 +34,22 @@ def test_engine_prefix_and_fp_engine(tmp_path, capsys):
     main(["--presets", str(runs), "--modelopt", str(mo), "--engines", str(eng)])  # the defaults: x4's names
     out = capsys.readouterr().out
     assert "| 0.00 / - |" in out and "| 0.00 | (ORT-scored) |" in out
+
+
+def test_several_folders_and_pruned_rows(tmp_path, capsys):
+    ev = {d: {"psnr": 30.0} for d in ("Set5", "Set14", "B100")}
+    folders = []
+    for name, tag, prune, iters in (("a", "x4_deploy_w4a4", None, 120), ("b", "x4_deploy_w4a4_p0.4", "0.4", 4000)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "x4_fp32.json").write_text(json.dumps({"eval": ev}))
+        (run / f"{tag}.json").write_text(json.dumps({"tag": tag, "eval": ev, "calibration": {"iters_done": iters},
+                                                      "config": {"prune": prune}}))
+        folders.append(str(run))
+    eng = tmp_path / "sizes.json"
+    eng.write_text(json.dumps({"graphs": {"w4a4_matmul": _engine(42_000_000), "w4a4_fused-quant": _engine(11_000_000)}}))
+    main(["--presets", *folders, "--engines", str(eng)])
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| compsrt")]
+    assert rows[0].startswith("| compsrt W4A4 (120 it)") and "| 42.00 / 11.00 |" in rows[0]
+    # the pruned model's engine was never built: its row must not borrow the dense preset's
+    assert rows[1].startswith("| compsrt W4A4 pruned 0.4 (4000 it)") and "| - / - |" in rows[1]

@@ -59,7 +59,7 @@ def preset_rows(folder: Path, engines: dict[str, int], prefix: str = "") -> list
         onnx = res.get("onnx", {})
         label = onnx.get("precision_label") or res["tag"].split("_deploy_", 1)[1].split("_", 1)[0].upper()
         key = prefix + label.lower()
-        if res["config"].get("prune"):  # no engine of a pruned preset was built
+        if res.get("config", {}).get("prune"):  # no engine of a pruned preset was built
             label, key = label + f" pruned {res['config']['prune']}", None
         gaps = [f"{res['eval'][d]['psnr'] - fp[d]['psnr']:+.3f}" if d in res.get("eval", {}) else "-"
                 for d in DATASETS]
