@@ -1,4 +1,4 @@
-"""presets_table.py finds each scale's engine sizes by graph name (--engine-prefix, --fp-engine)."""
+"""presets_table.py: each scale's engine sizes by graph name (--engine-prefix, --fp-engine), several result folders."""
 
 from __future__ import annotations
 
