@@ -5,9 +5,9 @@
 # packed models under $OUT (the device tool brings back few files). The runner is stopped after HARD_S seconds
 # (what finished by then is archived); training loops stop at BUDGET_S. A table that takes several calls: PRIOR=DIR
 # copies earlier result JSONs in first, so configurations already complete there (and the FP row) are skipped;
-# JOBS=N runs N at a time (default: all).
+# JOBS=N runs N at a time (default: all); RUNNER_ARGS are passed on to run_device.py (e.g. --clamp-codes).
 # usage (device, repo root, carry $CARRY from prepare_carry.py --scale $SCALE):
-#   [SCALE=4] [CARRY=.carry/i13_x4] [ONNX_ARGS=] [PRIOR=DIR] [JOBS=N] \
+#   [SCALE=4] [CARRY=.carry/i13_x4] [ONNX_ARGS=] [PRIOR=DIR] [JOBS=N] [RUNNER_ARGS=...] \
 #     bash benchmarks/calibration/run_presets.sh BUDGET_S HARD_S CONFIG...
 #   (CONFIG: deploy:W4A8:-@150; ONNX_ARGS= (empty) skips the ONNX checks, e.g. where onnx_graphsurgeon is missing:
 #   run them later with run_device.py --onnx-from on the packed models)
@@ -20,7 +20,7 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=. PYTORCH_CUDA_ALLOC_CONF=expandable_segmen
 export COMPSRT_DATA=$C/data COMPSRT_CACHE=$C/cache
 mkdir -p "$OUT/r"
 if [ -n "${PRIOR:-}" ]; then cp "$PRIOR"/*.json "$OUT/r/"; fi
-timeout "$H" python -m benchmarks.calibration.run_device --scale "$S" --jobs "${JOBS:-$#}" --budget "$B" $ONNX_ARGS \
+timeout "$H" python -m benchmarks.calibration.run_device --scale "$S" --jobs "${JOBS:-$#}" --budget "$B" $ONNX_ARGS ${RUNNER_ARGS:-} \
   --out "$OUT/r" --configs "$@" > "$OUT/r/runner.log" 2>&1
 echo "runner rc=$?" >> "$OUT/r/runner.log"
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv >> "$OUT/r/runner.log" 2>&1
