@@ -1,11 +1,11 @@
-"""Diagnostic: a compsrt graph with its activation Q/DQ pairs removed (weight-only, like ModelOpt's INT4 mode).
+"""Diagnostic: a compsrt graph with its activation Q/DQ pairs removed, beside ``compsrt export --activations fp``.
 
-Why: the Q/DQ and fused-quant engines are larger than the FP engine, and their extra size is the activation
-quantizer sites (docs/export.md, "Engine sizes"). This answers what a weight-only W4 graph made from a compsrt
-checkpoint would cost and give: the same INT4 weights and Hadamard rotations, FP activations (each site's
-``Sub shift`` stays, its shift is folded into the next bias, so the activations are exact).
+Why: the Q/DQ and fused-quant engines are larger than the FP engine (docs/export.md, "Engine sizes"). Removing
+only the Q/DQ pairs keeps each site's ``Sub shift`` (its shift is folded into the next bias, so the activations
+are exact FP): the engine then shows what the per-site shift constants cost, and ``--activations fp`` (no Q/DQ,
+no shifts, FP biases) what is left.
 
-    python -m benchmarks.export.weight_only in.onnx out.onnx [--score Set5,Set14 --scale 4 --json out.json]
+    python -m benchmarks.export.weight_only in.onnx out.onnx [--fp-graph fp.onnx] [--score Set5,Set14 --scale 4 --json J]
 
 ``in.onnx``: ``compsrt export --hadamard matmul`` (``--batch dynamic`` for scoring in batches of 8). The scores use
 ONNX Runtime exactly as ``modelopt_baseline.py`` scores its graphs; the engine comes from ``engine_sizes.py``.
@@ -27,18 +27,15 @@ def _bypass(node, src, out) -> None:
     node.outputs.clear()
 
 
-def strip_activation_qdq(src: Path, dst: Path, drop_shifts: bool = False) -> int:
+def strip_activation_qdq(src: Path, dst: Path) -> int:
     """Write ``src`` without its activation QuantizeLinear -> DequantizeLinear pairs; return how many went.
-    ``drop_shifts``: also bypass each site's ``Sub shift`` (its bias correction stays, so the outputs are wrong:
-    for engine sizes only, to see what the per-site shift constants cost)."""
+    The sites' ``Sub shift`` stay (their shifts are folded into the next biases); ``compsrt export --activations
+    fp`` leaves out both."""
     import onnx
     import onnx_graphsurgeon as gs
 
     graph = gs.import_onnx(onnx.load(str(src)))
     removed = 0
-    if drop_shifts:
-        for sub in [n for n in graph.nodes if n.op == "Sub" and n.name.endswith("/sub_shift")]:
-            _bypass(sub, sub.inputs[0], sub.outputs[0])
     for dq in [n for n in graph.nodes if n.op == "DequantizeLinear"]:
         q = dq.inputs[0].inputs[0] if dq.inputs[0].inputs else None
         if q is None or q.op != "QuantizeLinear" or isinstance(q.inputs[0], gs.Constant):
@@ -60,17 +57,16 @@ def main(argv=None) -> int:
     ap.add_argument("--scale", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--drop-shifts", action="store_true", help="also bypass the sites' Sub shift (sizes only: wrong outputs)")
+    ap.add_argument("--fp-graph", type=Path, default=None,
+                    help="the same checkpoint's `compsrt export --activations fp` graph, sized and scored beside them")
     args = ap.parse_args(argv)
     from benchmarks.export.modelopt_baseline import score, sizes
 
-    res = {"src": str(args.src), "drop_shifts": args.drop_shifts,
-           "removed_pairs": strip_activation_qdq(args.src, args.dst, args.drop_shifts)}
-    res["sizes"] = {"src": sizes(args.src), "weight_only": sizes(args.dst)}
+    res = {"src": str(args.src), "removed_pairs": strip_activation_qdq(args.src, args.dst)}
+    graphs = {"src": args.src, "weight_only": args.dst} | ({"fp_export": args.fp_graph} if args.fp_graph else {})
+    res["sizes"] = {k: sizes(v) for k, v in graphs.items()}
     if args.score:
-        datasets = args.score.split(",")
-        res["scores"] = {"src": score(args.src, datasets, args.scale, args.threads),
-                         "weight_only": score(args.dst, datasets, args.scale, args.threads)}
+        res["scores"] = {k: score(v, args.score.split(","), args.scale, args.threads) for k, v in graphs.items()}
     text = json.dumps(res, indent=1)
     if args.json:
         atomic_write_text(args.json, text)

@@ -40,6 +40,10 @@ def register(subparsers) -> None:
                    help="INT4 weights in blocks of this size along K instead of per channel (same values; "
                         "TensorRT-RTX 1.7 fails to build more than one block per column next to INT8 activations) "
                         "(default: per channel)")
+    p.add_argument("--activations", choices=("quantized", "fp"), default="quantized",
+                   help="fp = weight-only: the checkpoint's activation quantizers are left out (no Q/DQ, no shifts), "
+                        "TensorRT runs FP activations with the INT4 / INT8 weights: the smallest engine "
+                        "(docs/export.md); not with --hadamard fused-quant (default %(default)s)")
     p.add_argument("--out", type=Path, required=True, help="output .onnx (sidecar JSON written next to it)")
     p.set_defaults(func=cmd_export)
 
@@ -82,7 +86,8 @@ def cmd_export(args) -> int:
     from ..export.exporter import ExportOptions, export_checkpoint
 
     opts = ExportOptions(tile=tuple(args.tile), batch=args.batch, hadamard=args.hadamard, opset=args.opset,
-                         io_dtype=args.precision, int4_block=args.int4_block, weights=args.weight_storage)
+                         io_dtype=args.precision, int4_block=args.int4_block, weights=args.weight_storage,
+                         activations=args.activations)
     res = export_checkpoint(args.checkpoint, args.out, opts)
     s = res.sidecar
     print(f"wrote {res.onnx_path} ({res.onnx_path.stat().st_size:,} bytes) and {res.sidecar_path}: x{s['scale']} "

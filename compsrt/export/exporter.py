@@ -24,6 +24,7 @@ LEGACY_MAX_OPSET = 20  # the TorchScript exporter; higher opsets go through onnx
 IO_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 INT4_BLOCKS = (64, 128)
 WEIGHT_STORAGE = ("auto", "int4", "int8")
+ACTIVATIONS = ("quantized", "fp")  # fp: weight-only (no activation Q/DQ; TensorRT runs FP activations, INT4/INT8 weights)
 INT4_OPSET = 21  # the first opset with INT4 tensors
 
 
@@ -36,6 +37,7 @@ class ExportOptions:
     io_dtype: str = "fp32"
     int4_block: int | None = None  # 64/128: INT4 weights in blocks along K instead of per channel
     weights: str = "auto"  # auto/int4: <= 4-bit weight codes as INT4 (opset >= 21); int8: INT8 containers
+    activations: str = "quantized"  # fp: weight-only, the checkpoint's activation quantizers are left out
 
     def validate(self) -> None:
         if self.hadamard not in HADAMARD_VARIANTS:
@@ -51,6 +53,11 @@ class ExportOptions:
                 raise CompsrtError(f"--int4-block must be one of {INT4_BLOCKS}, got {self.int4_block}")
             if self.weights == "int8":
                 raise CompsrtError("--int4-block stores weights as INT4; it contradicts --weights int8")
+        if self.activations not in ACTIVATIONS:
+            raise CompsrtError(f"--activations must be one of {ACTIVATIONS}, got {self.activations!r}")
+        if self.activations == "fp" and self.hadamard == "fused-quant":
+            raise CompsrtError("--activations fp leaves no activation quantizer for --hadamard fused-quant to fuse: "
+                               "use --hadamard matmul or plugin")
         if self.batch is not None and self.batch < 1:
             raise CompsrtError(f"--batch must be a positive integer or 'dynamic', got {self.batch}")
 
@@ -103,7 +110,8 @@ def build_onnx(model: nn.Module, opts: ExportOptions, meta: dict | None = None) 
     proto = trace_to_onnx(static, opts.batch, min(opts.opset, LEGACY_MAX_OPSET))
     graph = gs.import_onnx(proto)
     remove_identities(graph)
-    builder = replace_markers(graph, static.sites, int4_layout) if quantized else None
+    fp_acts = opts.activations == "fp"
+    builder = replace_markers(graph, static.sites, int4_layout, fp_acts) if quantized else None
     remove_identities(graph)
     # fold_constants needs onnxruntime; the graph has no foldable ops left that matter if it fails
     try:
@@ -127,12 +135,15 @@ def build_onnx(model: nn.Module, opts: ExportOptions, meta: dict | None = None) 
         proto = _set_opset(proto, opset, {PLUGIN_DOMAIN: 1})
     onnx.checker.check_model(proto, full_check=not n_plugin)
     bits = int(meta.get("bits", 32)) if quantized else 32
-    bits_by_site = {s.name: ({"w": int(s.extra["w_bits"]), "a": int(s.bits)} if s.kind == "linear" else {"a": int(s.bits)})
+    a_bits = (lambda s: None) if fp_acts else (lambda s: int(s.bits))  # None: FP activations (no Q/DQ)
+    bits_by_site = {s.name: ({"w": int(s.extra["w_bits"]), "a": a_bits(s)} if s.kind == "linear" else {"a": a_bits(s)})
                     for s in static.sites}
     n_int4 = sum(int4_site(s) for s in static.sites) if int4 else 0
     io = opts.io_dtype
     matmul_precision = None if not quantized else (
+        "fp32 activations x dequantized weights (weight-only)" if fp_acts else
         "int8 codes from the quantizing Hadamard plugin + DQ" if opts.hadamard == "fused-quant" else "int8 Q/DQ")
+    label = getattr(cfg, "label", None) if quantized else None
     sidecar = {
         "format": ONNX_FORMAT,
         "model": "swinir-light",
@@ -155,8 +166,9 @@ def build_onnx(model: nn.Module, opts: ExportOptions, meta: dict | None = None) 
                                         "sites": n_int4} if int4 else None)},
         "bits": bits,
         "wbits": getattr(cfg, "wbits", None) if quantized else None,
-        "abits": getattr(cfg, "abits", None) if quantized else None,
-        "precision_label": getattr(cfg, "label", None) if quantized else None,
+        "abits": getattr(cfg, "abits", None) if quantized and not fp_acts else None,
+        "activations": ("fp" if fp_acts else "quantized") if quantized else None,
+        "precision_label": f"{label}, FP activations" if label and fp_acts else label,
         "site_bits": bits_by_site or None,
         "mode": meta.get("mode", "fp") if quantized else "fp",
         "prune": meta.get("prune"),

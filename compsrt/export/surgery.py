@@ -75,8 +75,9 @@ class QuantRecord:
 class Builder:
     """Adds named subgraphs to a gs.Graph."""
 
-    def __init__(self, graph: gs.Graph):
+    def __init__(self, graph: gs.Graph, fp_activations: bool = False):
         self.graph = graph
+        self.fp_activations = fp_activations  # weight-only: the rotated activations go on in FP (no Q/DQ, no shift)
         self.hadamards: list[HadamardRecord] = []
         self.quants: list[QuantRecord] = []
         self._rot_cache: dict[tuple, gs.Variable] = {}
@@ -190,17 +191,21 @@ class Builder:
     def linear_site(self, site: Site, x: gs.Variable, y: gs.Variable, int4_block: int | None = None) -> None:
         p = site.name
         rot = self.hadamard(p, x, site.n, site.m, "last")
-        a = self.qdq(f"{p}/act", rot, site.scale, site.shift, site.qmin, site.qmax)
+        if self.fp_activations:  # no shift to compensate: the FP bias
+            a, bias = rot, site.bias_fp
+        else:
+            a, bias = self.qdq(f"{p}/act", rot, site.scale, site.shift, site.qmin, site.qmax), site.bias
         use_int4 = int4_block if int4_site(site) else None
         w = self.weight(p, site.codes, site.w_scale, use_int4)
         mm = self.var(f"{p}/matmul_out")
         self.node("MatMul", f"{p}/matmul", [a, w], [mm])
-        self.node("Add", f"{p}/add_bias", [mm, self.const(f"{p}/bias", site.bias)], [y])
+        self.node("Add", f"{p}/add_bias", [mm, self.const(f"{p}/bias", bias)], [y])
 
     def act_site(self, site: Site, x: gs.Variable, y: gs.Variable) -> None:
         p = site.name
         rot = self.hadamard(p, x, site.n, site.m, site.axis)
-        d = self.qdq(p, rot, site.scale, site.shift, site.qmin, site.qmax)
+        # FP activations: the key's shift is never added back (softmax ignores it), so it is simply not taken
+        d = rot if self.fp_activations else self.qdq(p, rot, site.scale, site.shift, site.qmin, site.qmax)
         self.node("Identity", f"{p}/out", [d], [y])  # removed by remove_identities
 
 
@@ -209,13 +214,15 @@ def int4_site(site: Site) -> bool:
     return site.kind == "linear" and int(site.extra.get("w_bits", 8)) <= 4
 
 
-def replace_markers(graph: gs.Graph, sites: list[Site], int4_block: int | None = None) -> Builder:
+def replace_markers(graph: gs.Graph, sites: list[Site], int4_block: int | None = None,
+                    fp_activations: bool = False) -> Builder:
     """Replace every ``compsrt.site::Site`` marker by its subgraph (matmul-variant Hadamards).
 
     ``int4_block`` (see :meth:`Builder.weight`) applies to the Linears of at most 4-bit weights; None: INT8 for all.
+    ``fp_activations``: weight-only, the activation quantizers are left out (see :class:`Builder`).
     """
     by_index = {s.index: s for s in sites}
-    b = Builder(graph)
+    b = Builder(graph, fp_activations)
     b._names.update(n.name for n in graph.nodes)
     b._names.update(graph.tensors().keys())
     markers = [n for n in graph.nodes if n.op == "Site" and n.domain == SITE_DOMAIN]
