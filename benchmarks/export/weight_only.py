@@ -21,12 +21,6 @@ from pathlib import Path
 from compsrt.files import atomic_path, atomic_write_text
 
 
-def _bypass(node, src, out) -> None:
-    for consumer in list(out.outputs):
-        consumer.inputs = [src if t is out else t for t in consumer.inputs]
-    node.outputs.clear()
-
-
 def strip_activation_qdq(src: Path, dst: Path) -> int:
     """Write ``src`` without its activation QuantizeLinear -> DequantizeLinear pairs; return how many went.
     The sites' ``Sub shift`` stay (their shifts are folded into the next biases); ``compsrt export --activations
@@ -34,13 +28,16 @@ def strip_activation_qdq(src: Path, dst: Path) -> int:
     import onnx
     import onnx_graphsurgeon as gs
 
+    from compsrt.export.surgery import replace_tensor
+
     graph = gs.import_onnx(onnx.load(str(src)))
     removed = 0
     for dq in [n for n in graph.nodes if n.op == "DequantizeLinear"]:
         q = dq.inputs[0].inputs[0] if dq.inputs[0].inputs else None
         if q is None or q.op != "QuantizeLinear" or isinstance(q.inputs[0], gs.Constant):
             continue  # a weight's DequantizeLinear (its input is an INT4 / INT8 initialiser)
-        _bypass(dq, q.inputs[0], dq.outputs[0])
+        replace_tensor(dq.outputs[0], q.inputs[0])
+        dq.outputs.clear()
         q.outputs.clear()
         removed += 1
     graph.cleanup().toposort()

@@ -297,7 +297,7 @@ def format_report(r: dict, show_layers: bool = False) -> str:
     q = r["quant_bits"]
     if q["activation_bits"] or q["weight_storage"]:
         lines.append(f"bits   : {r['precision_label'] or '-'}; activation Q/DQ by enforced bits "
-                     + ", ".join(f"{k}-bit x{v}" for k, v in q["activation_bits"].items())
+                     + (", ".join(f"{k}-bit x{v}" for k, v in q["activation_bits"].items()) or "none (FP activations)")
                      + "; weights by storage " + ", ".join(f"{k} x{v}" for k, v in q["weight_storage"].items())
                      + ("; declared weight bits " + ", ".join(f"{k}-bit x{v}" for k, v in q["weight_bits"].items())
                         if "weight_bits" in q else "")

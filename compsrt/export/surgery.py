@@ -248,10 +248,7 @@ def remove_identities(graph: gs.Graph) -> None:
         src, dst = node.inputs[0], node.outputs[0]
         if id(dst) in outputs:
             continue
-        for consumer in list(dst.outputs):
-            for i, t in enumerate(consumer.inputs):
-                if t is dst:
-                    consumer.inputs[i] = src
+        replace_tensor(dst, src)
         node.outputs.clear()
     graph.cleanup()
 
@@ -355,7 +352,8 @@ def _constant_key(c: gs.Constant) -> tuple:
     return (f"onnx{t.data_type}", tuple(t.dims), body.SerializeToString())
 
 
-def _replace_tensor(old: gs.Tensor, new: gs.Tensor) -> None:
+def replace_tensor(old: gs.Tensor, new: gs.Tensor) -> None:
+    """Make every consumer of ``old`` read ``new`` instead."""
     for consumer in list(old.outputs):
         for i, t in enumerate(consumer.inputs):
             if t is old:
@@ -370,7 +368,7 @@ def dedupe_constants(graph: gs.Graph) -> int:
         key = _constant_key(c)
         keep = first.setdefault(key, c)
         if keep is not c:
-            _replace_tensor(c, keep)
+            replace_tensor(c, keep)
             dropped += 1
     graph.cleanup()
     return dropped
@@ -426,7 +424,7 @@ def compact_constants(graph: gs.Graph, records: list[TraceConstant]) -> None:
             else:
                 raise ValueError(rec.kind)
         for c in targets:
-            _replace_tensor(c, made[key])
+            replace_tensor(c, made[key])
         by_key.pop(key, None)
     graph.cleanup().toposort()
     dedupe_constants(graph)
