@@ -468,6 +468,28 @@ def test_compiled_blocks_compute_the_eager_step(monkeypatch):
     assert not log["compiled"] and "no compiler here" in log["compile_error"] and log["loss"] == eager["loss"]
 
 
+def test_compiled_blocks_are_shared_between_configurations_of_equal_bits(monkeypatch):
+    """In one process, a second calibration of the same bit-widths (pruned or not) compiles no new graph; other
+    bit-widths do (the quantizers' bits are constants of the graph, the pruning masks are tensors). The GPU
+    runner's cost per configuration (docs/calibration.md, "Cost") rests on this."""
+    from torch._dynamo.utils import counters
+
+    from compsrt.calibration import distill
+
+    monkeypatch.setattr(distill, "COMPILE_BACKEND", "aot_eager")
+
+    def new_graphs(cfg) -> int:
+        before = counters["stats"]["unique_graphs"]
+        st = replace(tiny_settings(2), log_every=1, teacher_pool=4, compile=True)
+        assert calibrate(tiny_fp(), cfg, tiny_sampler(), st, progress=False)[1]["compiled"]
+        return counters["stats"]["unique_graphs"] - before
+
+    torch._dynamo.reset()
+    assert new_graphs(QuantConfig(4, "deploy")) > 0
+    assert new_graphs(QuantConfig(4, "deploy", "0.4")) == 0
+    assert new_graphs(QuantConfig(2, "deploy")) > 0
+
+
 def test_quantizer_arithmetic_stays_fp32_under_bf16_autocast():
     from compsrt.calibration.distill import build_student, dobi_init, fast_blocks
 
