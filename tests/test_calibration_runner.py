@@ -28,3 +28,16 @@ def test_runner_skips_only_complete_results(tmp_path):
     assert pending(args) == ["deploy:3:-", "deploy:2:-", "deploy:4:2:4"]
     args.redo = True
     assert pending(args) == ["fp", "deploy:4:-", "deploy:3:-", "deploy:2:-", "deploy:4:2:4", "deploy:W4A8:-@120"]
+
+
+def test_loss_curves_tenths_and_reference(tmp_path, capsys):
+    from benchmarks.calibration.loss_curves import main, tenths
+
+    assert tenths(list(range(10))) == [float(i) for i in range(10)]
+    assert tenths([1.0] * 7 + [3.0] * 8) == [1.0] * 4 + [2.0] + [3.0] * 5  # 15 values: ten parts of 1 or 2, none lost
+    assert tenths([2.0, 4.0]) == [2.0, 4.0]
+    for name, losses in (("ref", [1.0, 2.0]), ("run", [1.1, 1.8])):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"calibration": {"loss": [[50, losses[0]], [100, losses[1]]]}}))
+    main([str(tmp_path / "run.json"), "--ref", str(tmp_path / "ref.json"), "--from-iter", "100"])
+    out = capsys.readouterr().out
+    assert "from iteration 100: 1.800-1.800 e-3" in out and "-10.0 to +10.0 %" in out
