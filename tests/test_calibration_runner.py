@@ -36,7 +36,7 @@ def test_loss_curves_tenths_and_reference(tmp_path, capsys):
     assert tenths(list(range(10))) == [float(i) for i in range(10)]
     assert tenths([1.0] * 7 + [3.0] * 8) == [1.0] * 4 + [2.0] + [3.0] * 5  # 15 values: ten parts of 1 or 2, none lost
     assert tenths([2.0, 4.0]) == [2.0, 4.0]
-    for name, losses in (("ref", [1.0, 2.0]), ("run", [1.1, 1.8])):
+    for name, losses in (("ref", [1.0e-3, 2.0e-3]), ("run", [1.1e-3, 1.8e-3])):
         (tmp_path / f"{name}.json").write_text(json.dumps({"calibration": {"loss": [[50, losses[0]], [100, losses[1]]]}}))
     main([str(tmp_path / "run.json"), "--ref", str(tmp_path / "ref.json"), "--from-iter", "100"])
     out = capsys.readouterr().out
