@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from benchmarks.calibration.run_device import config_tag, pending
+from benchmarks.calibration.run_device import config_tag, onnx_from, pending
 
 
 def test_runner_skips_only_complete_results(tmp_path):
@@ -28,6 +28,16 @@ def test_runner_skips_only_complete_results(tmp_path):
     assert pending(args) == ["deploy:3:-", "deploy:2:-", "deploy:4:2:4"]
     args.redo = True
     assert pending(args) == ["fp", "deploy:4:-", "deploy:3:-", "deploy:2:-", "deploy:4:2:4", "deploy:W4A8:-@120"]
+
+
+def test_onnx_from_skips_paper_mode_results(tmp_path, capsys):
+    """Paper-mode models do not export: the after-the-fact ONNX checks pass over them instead of stopping."""
+    res = {"tag": "x4_paper_w4a4", "config": {"mode": "paper"}, "eval": {}}
+    (tmp_path / "x4_paper_w4a4.json").write_text(json.dumps(res))
+    (tmp_path / "x4_paper_w4a4.csrt").write_bytes(b"not read")
+    onnx_from(argparse.Namespace(onnx_from=str(tmp_path), parity_threads=1))
+    assert "skip x4_paper_w4a4: paper mode does not export" in capsys.readouterr().out
+    assert json.loads((tmp_path / "x4_paper_w4a4.json").read_text()) == res
 
 
 def test_loss_curves_tenths_and_reference(tmp_path, capsys):

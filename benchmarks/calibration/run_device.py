@@ -122,12 +122,17 @@ def worker(args) -> None:
     for ds, summary in scores(model, args, tag):
         res["eval"][ds] = summary
         (out / f"{tag}.json").write_text(json.dumps(res, indent=1))
-    if args.onnx:
+    if args.onnx and exportable(res):
         res["onnx"] = onnx_checks(out / f"{tag}.csrt", args)
         (out / f"{tag}.json").write_text(json.dumps(res, indent=1))
     ckpt.unlink()  # the packed file holds the same model bit-exactly and is smaller
     print(json.dumps({"tag": tag, "eval": {k: [v["psnr"], v["ssim"]] for k, v in res["eval"].items()},
                       "iters": meta["log"]["iters_done"], "s": res["calibration_wall_s"]}), flush=True)
+
+
+def exportable(res: dict) -> bool:
+    """Whether a result's model has ONNX checks: only deploy mode exports (paper mode is a simulation)."""
+    return res["config"]["mode"] == "deploy"
 
 
 def onnx_checks(packed: Path, args) -> dict:
@@ -166,6 +171,9 @@ def onnx_from(args) -> None:
     for packed in sorted(Path(args.onnx_from).glob("x*.csrt")):
         path = packed.with_suffix(".json")
         res = json.loads(path.read_text())
+        if not exportable(res):
+            print(f"skip {res['tag']}: {res['config']['mode']} mode does not export", flush=True)
+            continue
         res["onnx"] = onnx_checks(packed, args)
         res["onnx"]["machine"] = platform.processor() or platform.machine()
         path.write_text(json.dumps(res, indent=1))
