@@ -48,6 +48,8 @@ def test_loss_curves_tenths_and_reference(tmp_path, capsys):
     assert tenths([2.0, 4.0]) == [2.0, 4.0]
     for name, losses in (("ref", [1.0e-3, 2.0e-3]), ("run", [1.1e-3, 1.8e-3])):
         (tmp_path / f"{name}.json").write_text(json.dumps({"calibration": {"loss": [[50, losses[0]], [100, losses[1]]]}}))
-    main([str(tmp_path / "run.json"), "--ref", str(tmp_path / "ref.json"), "--from-iter", "100"])
+    (tmp_path / "x4_fp32.json").write_text(json.dumps({"eval": {}}))  # a result folder's FP row: no loss log
+    main([str(tmp_path / "run.json"), str(tmp_path / "x4_fp32.json"), "--ref", str(tmp_path / "ref.json"), "--from-iter", "100"])
     out = capsys.readouterr().out
     assert "from iteration 100: 1.800-1.800 e-3" in out and "-10.0 to +10.0 %" in out
+    assert "x4_fp32.json: no calibration loss log, skipped" in out

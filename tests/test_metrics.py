@@ -57,3 +57,29 @@ def test_score_crops_hr_and_border():
 
 def test_to_uint8_clamps_and_rounds():
     assert to_uint8(np.array([-0.1, 0.5 / 255, 1.5 / 255, 1.2])).tolist() == [0, 0, 2, 255]
+
+
+def test_benchmark_scores_the_same_from_lossless_webp_copies(tmp_path):
+    """prepare_carry --webp re-encodes a benchmark set; the scores from it equal those from the PNGs."""
+    from PIL import Image
+
+    from benchmarks.calibration.prepare_carry import copy_images
+    from compsrt.errors import CompsrtError
+    from compsrt.evaluation.benchmark import benchmark_pairs, bicubic_upscaler, evaluate_dataset
+
+    rng = np.random.default_rng(0)
+    png, webp = tmp_path / "png", tmp_path / "webp"
+    for name in ("a", "b"):
+        hr = rng.integers(0, 256, (40, 32, 3), dtype=np.uint8)
+        for sub, img, stem in (("HR", hr, name), ("LR_bicubic/X2", hr[::2, ::2], f"{name}x2")):
+            (png / "Tiny" / sub).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(png / "Tiny" / sub / f"{stem}.png")
+    for sub in ("HR", "LR_bicubic/X2"):
+        copy_images(png / "Tiny" / sub, webp / "Tiny" / sub, webp=True)
+    assert [p.suffix for _, lr, hr in benchmark_pairs(webp, "Tiny", 2) for p in (lr, hr)] == [".webp"] * 4
+    scores = [evaluate_dataset(root, "Tiny", 2, bicubic_upscaler(2), "bicubic", progress=False).per_image
+              for root in (png, webp)]
+    assert scores[0] == scores[1]
+    (webp / "Tiny" / "LR_bicubic" / "X2" / "bx2.webp").unlink()
+    with pytest.raises(CompsrtError, match=r"bx2\.png \(or \.webp\) is missing"):
+        benchmark_pairs(webp, "Tiny", 2)

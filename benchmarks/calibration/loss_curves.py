@@ -14,8 +14,10 @@ import json
 from pathlib import Path
 
 
-def curve(path: Path) -> dict[int, float]:
-    return {int(i): float(v) for i, v in json.loads(path.read_text())["calibration"]["loss"]}
+def curve(path: Path) -> dict[int, float] | None:
+    """The logged losses of a result JSON, or None for one without a calibration (the FP row)."""
+    loss = json.loads(path.read_text()).get("calibration", {}).get("loss")
+    return None if loss is None else {int(i): float(v) for i, v in loss}
 
 
 def tenths(values: list[float]) -> list[float]:
@@ -32,8 +34,13 @@ def main(argv=None) -> int:
     ap.add_argument("--from-iter", type=int, default=0, help="first logged iteration of the range (default all)")
     args = ap.parse_args(argv)
     ref = curve(args.ref) if args.ref else None
+    if args.ref and ref is None:
+        ap.error(f"--ref {args.ref} has no calibration loss log (an FP row?); give a calibrated run's JSON")
     for path in args.runs:
         c = curve(path)
+        if c is None:
+            print(f"{path.name}: no calibration loss log, skipped")
+            continue
         tail = [v for i, v in c.items() if i >= args.from_iter]
         print(f"{path.name}: {len(c)} logged, from iteration {args.from_iter}: {min(tail) * 1e3:.3f}-{max(tail) * 1e3:.3f} e-3")
         print("  tenths (e-3): " + " ".join(f"{v * 1e3:.2f}" for v in tenths(list(c.values()))))

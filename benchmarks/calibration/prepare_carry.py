@@ -1,7 +1,9 @@
 """Fill .carry/ (git-ignored) with what a GPU run needs: FP weights, benchmark sets for evaluation and the
 bicubic LR training cache. Training HR never travels (only its LR), benchmarks are only evaluated on.
 
-usage: python -m benchmarks.calibration.prepare_carry --scale 4 [--bsd-max N]
+usage: python -m benchmarks.calibration.prepare_carry --scale 4 [--bsd-max N] [--webp]
+(--webp: the benchmark images as lossless WebP, the same pixels in about 0.7 of the bytes, for the x2 carry to
+fit the device tool's 64 MiB with the tree)
 """
 
 from __future__ import annotations
@@ -14,6 +16,25 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
+def copy_images(src: Path, dst: Path, webp: bool) -> None:
+    """The PNGs of ``src`` into ``dst``, as they are or re-encoded as lossless WebP (pixels checked equal)."""
+    import numpy as np
+    from PIL import Image
+
+    dst.mkdir(parents=True)
+    for f in sorted(src.glob("*.png")):
+        if not webp:
+            shutil.copy2(f, dst / f.name)
+            continue
+        out = dst / f"{f.stem}.webp"
+        with Image.open(f) as img:
+            rgb = img.convert("RGB")
+        rgb.save(out, "WEBP", lossless=True, quality=100, method=6)
+        with Image.open(out) as back:
+            if not np.array_equal(np.asarray(back.convert("RGB")), np.asarray(rgb)):
+                raise SystemExit(f"{out}: lossless WebP did not keep the pixels of {f}; run without --webp")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=int, required=True)
@@ -21,6 +42,7 @@ def main() -> None:
     ap.add_argument("--carry", default=str(REPO / ".carry"))
     ap.add_argument("--bsd-max", type=int, default=None, help="keep only the first N BSD200 LR images")
     ap.add_argument("--no-benchmarks", action="store_true")
+    ap.add_argument("--webp", action="store_true", help="benchmark images as lossless WebP (read as PNG would be)")
     args = ap.parse_args()
     shared, carry = Path(args.shared), Path(args.carry)
     os.environ["COMPSRT_CACHE"] = os.environ.get("PREP_CACHE", "/tmp/compsrt_lr_cache")  # full LR cache, outside the repo
@@ -45,9 +67,8 @@ def main() -> None:
     shutil.copy2(shared / "weights" / f"swinir_light_x{args.scale}.pth", carry / "data" / "weights")
     if not args.no_benchmarks:
         for s in ("Set5", "Set14", "B100"):
-            shutil.copytree(shared / "benchmarks" / s / "HR", carry / "data" / "benchmarks" / s / "HR")
-            shutil.copytree(shared / "benchmarks" / s / "LR_bicubic" / f"X{args.scale}",
-                            carry / "data" / "benchmarks" / s / "LR_bicubic" / f"X{args.scale}")
+            for sub in ("HR", f"LR_bicubic/X{args.scale}"):
+                copy_images(shared / "benchmarks" / s / sub, carry / "data" / "benchmarks" / s / sub, args.webp)
     total = sum(f.stat().st_size for f in carry.rglob("*") if f.is_file())
     print(f"{carry}: {total / 2**20:.1f} MiB")
 

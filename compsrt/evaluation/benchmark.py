@@ -1,6 +1,8 @@
 """Scoring an upscaler on the standard benchmarks (EDSR layout) the way published tables are made.
 
-Layout: ``<root>/<Set>/HR/<name>.png`` and ``<root>/<Set>/LR_bicubic/X<s>/<name>x<s>.png``.
+Layout: ``<root>/<Set>/HR/<name>.png`` and ``<root>/<Set>/LR_bicubic/X<s>/<name>x<s>.png``. Lossless WebP
+copies (``.webp``, the same pixels in about 0.7 of the bytes) are read as well: they let a copy of the sets travel
+to a GPU machine within a transfer limit (``benchmarks/calibration/prepare_carry.py --webp``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .bicubic import imresize
 from .metrics import score_y
 
 Upscaler = Callable[[np.ndarray], np.ndarray]
+SUFFIXES = (".png", ".webp")
 
 
 @dataclass
@@ -48,13 +51,14 @@ def benchmark_pairs(root: Path, dataset: str, scale: int) -> list[tuple[str, Pat
             "set --data-root or $COMPSRT_BENCHMARKS to the folder holding Set5/, Set14/, B100/"
         )
     pairs = []
-    for hr in sorted(hr_dir.glob("*.png")):
-        lr = lr_dir / f"{hr.stem}x{scale}.png"
-        if not lr.is_file():
-            raise CompsrtError(f"benchmark {dataset}: {lr} is missing for {hr}")
+    for hr in sorted(p for p in hr_dir.iterdir() if p.suffix.lower() in SUFFIXES):
+        lrs = [lr_dir / f"{hr.stem}x{scale}{suffix}" for suffix in SUFFIXES]
+        lr = next((p for p in lrs if p.is_file()), None)
+        if lr is None:
+            raise CompsrtError(f"benchmark {dataset}: {lrs[0]} (or .webp) is missing for {hr}")
         pairs.append((hr.stem, lr, hr))
     if not pairs:
-        raise CompsrtError(f"benchmark {dataset}: no PNG images in {hr_dir}")
+        raise CompsrtError(f"benchmark {dataset}: no PNG or WebP images in {hr_dir}")
     return pairs
 
 
