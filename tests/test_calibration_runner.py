@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from benchmarks.calibration.run_device import config_tag, onnx_from, pending
+import pytest
+
+from benchmarks.calibration.run_device import config_tag, main, onnx_from, parse, pending
+from compsrt.errors import CompsrtError
 
 
 def test_runner_skips_only_complete_results(tmp_path):
@@ -28,6 +31,34 @@ def test_runner_skips_only_complete_results(tmp_path):
     assert pending(args) == ["deploy:3:-", "deploy:2:-", "deploy:4:2:4"]
     args.redo = True
     assert pending(args) == ["fp", "deploy:4:-", "deploy:3:-", "deploy:2:-", "deploy:4:2:4", "deploy:W4A8:-@120"]
+
+
+def test_clamp_suffix_runs_a_clamped_paper_config_beside_the_unclamped_one(tmp_path):
+    """``paper:4:-:clamp`` is what ``--clamp-codes`` makes of ``paper:4:-``, so one call trains both."""
+    args = argparse.Namespace(out=str(tmp_path), scale=2, iters=4000, datasets="Set5", clamp_codes=False,
+                              lr_mode="auto", first=None, configs=["paper:4:-", "paper:4:-:clamp@300"], redo=False, lr=None)
+    assert config_tag(args, "paper:4:-:clamp") == "x2_paper_w4a4_clamped"
+    assert config_tag(argparse.Namespace(**{**vars(args), "clamp_codes": True}), "paper:4:-") == "x2_paper_w4a4_clamped"
+    assert config_tag(args, "paper:4:-") == "x2_paper_w4a4"
+    assert parse("paper:3:0.4:clamp@300")[1] == 300 and parse("paper:3:0.4:clamp")[0].prune == "0.4"
+    assert parse("deploy:4:2:4@300")[0].prune == "2:4"  # a 2:4 PRUNE is not taken for a flag
+    (tmp_path / "x2_fp32.json").write_text(json.dumps({"eval": {"Set5": {}}}))
+    (tmp_path / "x2_paper_w4a4.json").write_text(json.dumps({"calibration": {"iters_done": 4000}, "eval": {"Set5": {}}}))
+    assert pending(args) == ["paper:4:-:clamp@300"]
+
+
+@pytest.mark.parametrize("bad, error, says", [("deploy:4", ValueError, "expected MODE:BITS:PRUNE"),
+                                              ("deploy:4:-@many", ValueError, "expected MODE:BITS:PRUNE"),
+                                              ("deploy:W4A8:-:clamp", ValueError, ":clamp with numeric BITS"),
+                                              ("deploy:4:-:clamp", CompsrtError, "is for paper mode")])
+def test_malformed_configs_are_refused_before_anything_runs(tmp_path, monkeypatch, capsys, bad, error, says):
+    with pytest.raises(error, match=says):
+        parse(bad)
+    monkeypatch.setattr("sys.argv", ["run_device", "--scale", "4", "--out", str(tmp_path), "--configs", "deploy:4:-", bad])
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert e.value.code == 2 and says in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing launched, no logs folder
 
 
 def test_onnx_from_skips_paper_mode_results(tmp_path, capsys):

@@ -7,9 +7,9 @@ scored, never used to calibrate or select (the last iteration is kept).
 usage (on the device, from the repo root, with COMPSRT_DATA=.carry/data COMPSRT_CACHE=.carry/cache):
   python -m benchmarks.calibration.run_device --scale 4 --out $OUT/res \
       --first deploy:4:- --configs paper:4:- paper:3:- ... --jobs 5 --budget 480
-A config is MODE:BITS:PRUNE[@ITERS]: BITS is 2, 3, 4 or 8 (W = A), WxAy (deploy: W4A8) or a preset name
-(deploy: W2A8-attn4, compsrt.calibration.config.PRESETS); PRUNE '-' for none, 0.4 or 2:4; @ITERS overrides
---iters for that config. ``--first`` runs alone (timed), the rest in parallel afterwards; every training
+A config is MODE:BITS:PRUNE[:clamp][@ITERS]: BITS is 2, 3, 4 or 8 (W = A), WxAy (deploy: W4A8) or a preset name
+(deploy: W2A8-attn4, compsrt.calibration.config.PRESETS); PRUNE '-' for none, 0.4 or 2:4; ``:clamp`` (paper
+mode) holds the codes to b bits, as --clamp-codes does for all; @ITERS overrides --iters for that config. ``--first`` runs alone (timed), the rest in parallel afterwards; every training
 loop stops at the shared deadline (iterations done are recorded). ``--onnx`` also exports each model (plugin
 variant, `compsrt inspect` sizes and per-site bits) and runs `compsrt export-parity` on ``--parity-dataset``
 with ONNX Runtime on the CPU (``--parity-threads`` each); ``--onnx-from DIR`` runs only those checks, on the
@@ -34,16 +34,23 @@ REPO = Path(__file__).resolve().parents[2]
 
 from compsrt.calibration.config import PRESETS, QuantConfig
 from compsrt.calibration.distill import LR_MODES, STEP_FLOOR
+from compsrt.errors import CompsrtError
 
 
 def parse(c: str, clamp_codes: bool = False) -> tuple[QuantConfig, int | None]:
-    """(config, iterations or None) of MODE:BITS:PRUNE[@ITERS]."""
-    c, _, iters = c.partition("@")
-    mode, bits, prune = c.split(":", 2)
+    """(config, iterations or None) of MODE:BITS:PRUNE[:clamp][@ITERS]. ``:clamp`` holds that paper config's
+    codes to b bits, as ``--clamp-codes`` does for every paper config, so that one call can train both."""
+    body, _, iters = c.partition("@")
+    clamp = body.endswith(":clamp")
+    parts = body.removesuffix(":clamp").split(":", 2)
+    if len(parts) != 3 or not (iters.isdigit() or not iters) or (clamp and not parts[1].isdigit()):
+        raise ValueError(f"config {c!r}: expected MODE:BITS:PRUNE[:clamp][@ITERS] (:clamp with numeric BITS), "
+                         "e.g. deploy:4:-, deploy:4:2:4@1000 or paper:4:-:clamp")
+    mode, bits, prune = parts
     prune = None if prune == "-" else prune
     n = int(iters) if iters else None
     if bits.isdigit():
-        return QuantConfig(int(bits), mode, prune, clamp_codes=clamp_codes), n
+        return QuantConfig(int(bits), mode, prune, clamp_codes=clamp_codes or clamp), n
     if bits in PRESETS:
         return QuantConfig.from_preset(bits, mode, prune), n
     w, _, a = bits.upper().removeprefix("W").partition("A")
@@ -237,7 +244,7 @@ def main() -> None:
     ap.add_argument("--lr-mode", default="auto", choices=LR_MODES,
                     help="DQC update rule (auto: step-relative in deploy mode, the authors' absolute in paper mode)")
     ap.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: DistillSettings.lr, the authors' 1e-2)")
-    ap.add_argument("--clamp-codes", action="store_true", help="paper configs: codes clamped to b bits")
+    ap.add_argument("--clamp-codes", action="store_true", help="every paper config: codes clamped to b bits (one config: MODE:BITS:PRUNE:clamp)")
     ap.add_argument("--onnx", action="store_true", help="also export, inspect and run the ONNX Runtime parity")
     ap.add_argument("--parity-dataset", default="Set5")
     ap.add_argument("--parity-threads", type=int, default=2)
@@ -251,6 +258,11 @@ def main() -> None:
     ap.add_argument("--dobi-batch", type=int, default=32)
     ap.add_argument("--redo", action="store_true", help="also rerun configurations whose result in --out is complete")
     args = ap.parse_args()
+    try:
+        for c in ([args.first] if args.first else []) + args.configs:
+            parse(c, args.clamp_codes)
+    except (ValueError, CompsrtError) as e:
+        ap.error(str(e))
     if args.worker:
         return worker(args)
     if args.onnx_from:

@@ -5,11 +5,11 @@
 # packed models under $OUT (the device tool brings back few files). The runner is stopped after HARD_S seconds
 # (what finished by then is archived); training loops stop at BUDGET_S. A table that takes several calls: PRIOR=DIR
 # copies earlier result JSONs in first, so configurations already complete there (and the FP row) are skipped;
-# JOBS=N runs N at a time (default: all); RUNNER_ARGS are passed on to run_device.py (e.g. --clamp-codes).
+# JOBS=N runs N at a time (default: all); RUNNER_ARGS are passed on to run_device.py (e.g. --lr-mode step).
 # usage (device, repo root, carry $CARRY from prepare_carry.py --scale $SCALE):
 #   [SCALE=4] [CARRY=.carry/i13_x4] [ONNX_ARGS=] [PRIOR=DIR] [JOBS=N] [RUNNER_ARGS=...] \
 #     bash benchmarks/calibration/run_presets.sh BUDGET_S HARD_S CONFIG...
-#   (CONFIG: deploy:W4A8:-@150; ONNX_ARGS= (empty) skips the ONNX checks, e.g. where onnx_graphsurgeon is missing:
+#   (CONFIG: deploy:W4A8:-@150, paper:4:-:clamp; ONNX_ARGS= (empty) skips the ONNX checks, e.g. where onnx_graphsurgeon is missing:
 #   run them later with run_device.py --onnx-from on the packed models)
 set -u
 B=$1; H=$2; shift 2
