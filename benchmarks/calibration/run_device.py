@@ -9,9 +9,10 @@ usage (on the device, from the repo root, with COMPSRT_DATA=.carry/data COMPSRT_
       --first deploy:4:- --configs paper:4:- paper:3:- ... --jobs 5 --budget 480
 A config is MODE:BITS:PRUNE[:clamp][@ITERS]: BITS is 2, 3, 4 or 8 (W = A), WxAy (deploy: W4A8) or a preset name
 (deploy: W2A8-attn4, compsrt.calibration.config.PRESETS); PRUNE '-' for none, 0.4 or 2:4; ``:clamp`` (paper
-mode) holds the codes to b bits, as --clamp-codes does for all; @ITERS overrides --iters for that config. ``--first`` runs alone (timed), the rest in parallel afterwards; every training
-loop stops at the shared deadline (iterations done are recorded). ``--onnx`` also exports each model (plugin
-variant, `compsrt inspect` sizes and per-site bits) and runs `compsrt export-parity` on ``--parity-dataset``
+mode) holds the codes to b bits, as --clamp-codes does for all; @ITERS overrides --iters for that config.
+``--first`` runs alone (timed), the rest in parallel afterwards; every training loop stops at the shared
+deadline (iterations done are recorded). ``--onnx`` also exports each model (plugin variant, `compsrt inspect`
+sizes and per-site bits) and runs `compsrt export-parity` on ``--parity-dataset``
 with ONNX Runtime on the CPU (``--parity-threads`` each); ``--onnx-from DIR`` runs only those checks, on the
 packed models of a finished result folder.
 A table can take several sessions: configurations (and the FP row) whose JSON in ``--out`` is complete (all
