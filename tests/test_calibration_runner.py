@@ -1,13 +1,19 @@
-"""The GPU table runner resumes across sessions: finished configurations in --out are skipped."""
+"""The GPU table runner resumes across sessions (finished configurations in --out are skipped) and takes its
+workers down with it when stopped."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
-from benchmarks.calibration.run_device import config_tag, main, onnx_from, parse, pending
+from benchmarks.calibration.run_device import REPO, config_tag, main, onnx_from, parse, pending
 from compsrt.errors import CompsrtError
 
 
@@ -84,3 +90,41 @@ def test_loss_curves_tenths_and_reference(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "from iteration 100: 1.800-1.800 e-3" in out and "-10.0 to +10.0 %" in out
     assert "x4_fp32.json: no calibration loss log, skipped" in out
+
+
+def test_stopped_runner_terminates_its_workers(tmp_path):
+    """``timeout`` (SIGTERM) on the runner stops its calibrations too, instead of leaving them on the GPU."""
+    # the runner with each worker replaced by a sleeper: only the supervision is under test
+    code = ("import subprocess, sys\nimport benchmarks.calibration.run_device as r\n"
+            "r.launch = lambda args, extra, log: subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], stdout=subprocess.DEVNULL)\n"
+            f"sys.argv = ['run_device', '--scale', '4', '--out', {str(tmp_path)!r}, '--jobs', '2', '--budget', '600',"
+            " '--configs', 'deploy:4:-', 'deploy:2:-', 'deploy:3:-']\nr.main()\n")
+    runner = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PYTHONPATH=str(REPO)))
+    pids = {}
+    for line in runner.stdout:
+        if "launched" in line:
+            config, pid = line.split("launched ")[1].split(" (pid ")
+            pids[config] = int(pid.rstrip(")\n"))
+        if len(pids) == 3:  # the FP row and the first two configurations; the third waits for a free job
+            break
+    assert set(pids) == {"fp", "deploy:4:-", "deploy:2:-"}
+    runner.send_signal(signal.SIGTERM)
+    rest = runner.communicate(timeout=30)[0]
+    assert runner.returncode == 128 + signal.SIGTERM
+    assert "stopped: terminated fp, deploy:4:-, deploy:2:-" in rest and "launched deploy:3:-" not in rest
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    deadline = time.time() + 5
+    while any(map(alive, pids.values())) and time.time() < deadline:
+        time.sleep(0.1)
+    survivors = [pid for pid in pids.values() if alive(pid)]  # reaped by the runner: gone, not zombies under it
+    for pid in survivors:
+        os.kill(pid, signal.SIGKILL)
+    assert not survivors, f"workers {survivors} outlived the runner"

@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -225,6 +226,54 @@ def launch(args, extra: list[str], log: Path) -> subprocess.Popen:
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
 
+def stop_workers(workers: dict[subprocess.Popen, str], grace: float = 10.0) -> list[str]:
+    """Terminate the workers still running (SIGKILL after ``grace`` s) and return their configs: a runner stopped
+    by ``timeout`` or Ctrl-C must not leave calibrations on the GPU (run 13: two were still there after it)."""
+    alive = {p: c for p, c in workers.items() if p.poll() is None}
+    for p in alive:
+        p.terminate()
+    end = time.time() + grace
+    for p in alive:
+        try:
+            p.wait(timeout=max(0.0, end - time.time()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    return list(alive.values())
+
+
+def run_workers(args, start: float, todo: list[str], workers: dict[subprocess.Popen, str]) -> None:
+    """The FP row and ``--first`` (alone), then the configurations ``--jobs`` at a time; every launched
+    process goes into ``workers`` so that the caller can stop them."""
+    logs = Path(args.out) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    deadline = start + args.budget
+
+    def start_worker(c: str, extra: list[str]) -> subprocess.Popen:
+        name = "fp" if c == "fp" else c.replace(":", "_").replace("@", "_")
+        p = launch(args, extra, logs / f"{name}.log")
+        workers[p] = c
+        print(f"[{time.time() - start:.0f}s] launched {c} (pid {p.pid})", flush=True)
+        return p
+
+    fp = start_worker("fp", ["--fp"]) if "fp" in todo else None
+    if args.first:
+        p = start_worker(args.first, ["--worker", args.first, "--deadline", str(start + (args.first_budget or args.budget))])
+        p.wait()
+        print(f"[{time.time() - start:.0f}s] first done rc={p.returncode}", flush=True)
+    queue = list(args.configs)
+    running: list = []
+    while queue or running:
+        running = [p for p in running if p.poll() is None]
+        while queue and len(running) < args.jobs:
+            c = queue.pop(0)
+            running.append(start_worker(c, ["--worker", c, "--deadline", str(deadline)]))
+        time.sleep(2)
+    if fp is not None:
+        fp.wait()
+    print(f"[{time.time() - start:.0f}s] all done", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=int, required=True)
@@ -271,29 +320,19 @@ def main() -> None:
     if args.fp:
         return fp_eval(args)
     start = time.time()
-    logs = Path(args.out) / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    deadline = start + args.budget
     todo = pending(args)
     args.first, args.configs = (args.first if args.first in todo else None), [c for c in args.configs if c in todo]
-    procs = [launch(args, ["--fp"], logs / "fp.log")] if "fp" in todo else []
-    if args.first:
-        fb = start + (args.first_budget or args.budget)
-        p = launch(args, ["--worker", args.first, "--deadline", str(fb)], logs / f"{args.first.replace(':', '_')}.log")
-        p.wait()
-        print(f"[{time.time() - start:.0f}s] first done rc={p.returncode}", flush=True)
-    queue = list(args.configs)
-    running: list = []
-    while queue or running:
-        running = [p for p in running if p.poll() is None]
-        while queue and len(running) < args.jobs:
-            c = queue.pop(0)
-            running.append(launch(args, ["--worker", c, "--deadline", str(deadline)], logs / f"{c.replace(':', '_').replace('@', '_')}.log"))
-            print(f"[{time.time() - start:.0f}s] launched {c}", flush=True)
-        time.sleep(2)
-    for p in procs:
-        p.wait()
-    print(f"[{time.time() - start:.0f}s] all done", flush=True)
+    workers: dict[subprocess.Popen, str] = {}
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        run_workers(args, start, todo, workers)
+    except KeyboardInterrupt:
+        sys.exit(128 + signal.SIGINT)
+    finally:
+        stopped = stop_workers(workers)
+        if stopped:
+            print(f"[{time.time() - start:.0f}s] stopped: terminated {', '.join(stopped)} (their results, if any, "
+                  "are the JSONs already written)", flush=True)
 
 
 if __name__ == "__main__":

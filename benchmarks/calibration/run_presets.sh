@@ -3,7 +3,9 @@
 # Set5 / Set14 / B100, exported (plugin variant: `compsrt inspect` sizes, per-site bits) and checked against ONNX
 # Runtime on Set5 (forced site check included); then one archive of the JSON results and logs and one of the
 # packed models under $OUT (the device tool brings back few files). The runner is stopped after HARD_S seconds
-# (what finished by then is archived); training loops stop at BUDGET_S. A table that takes several calls: PRIOR=DIR
+# (what finished by then is archived; it terminates its workers); training loops stop at BUDGET_S. Leave HARD_S at least
+# 45 s above BUDGET_S: scoring, packing and exiting took 23-28 s and more after the loops stopped (run 13's x2 calls,
+# 35 s apart: JSONs written 3-7 s before the stop). A table that takes several calls: PRIOR=DIR
 # copies earlier result JSONs in first, so configurations already complete there (and the FP row) are skipped;
 # JOBS=N runs N at a time (default: all); RUNNER_ARGS are passed on to run_device.py (e.g. --lr-mode step).
 # usage (device, repo root, carry $CARRY from prepare_carry.py --scale $SCALE):
