@@ -250,8 +250,7 @@ def run_workers(args, start: float, todo: list[str], workers: dict[subprocess.Po
     deadline = start + args.budget
 
     def start_worker(c: str, extra: list[str]) -> subprocess.Popen:
-        name = "fp" if c == "fp" else c.replace(":", "_").replace("@", "_")
-        p = launch(args, extra, logs / f"{name}.log")
+        p = launch(args, extra, logs / f"{c.replace(':', '_').replace('@', '_')}.log")
         workers[p] = c
         print(f"[{time.time() - start:.0f}s] launched {c} (pid {p.pid})", flush=True)
         return p
