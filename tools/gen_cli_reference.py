@@ -3,8 +3,8 @@
 The page is generated so that it cannot drift from the code: `tests/test_docs.py` regenerates it in memory and
 fails when the committed page differs. Regenerate after changing any option:
 
-    python tools/gen_cli_reference.py            # writes docs/cli.md
-    python tools/gen_cli_reference.py --check    # exit 1 when docs/cli.md is stale
+    .venv/bin/python tools/gen_cli_reference.py            # writes docs/cli.md (any Python with compsrt's requirements)
+    .venv/bin/python tools/gen_cli_reference.py --check    # exit 1 when docs/cli.md is stale
 
 Only what the parser declares is used (flags, metavars, choices, help text with its %(default)s filled in), never
 the terminal width, so the page is the same on every machine. Options hidden from --help (the previous release's
@@ -19,13 +19,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "cli.md"
-REGENERATE = "python tools/gen_cli_reference.py"
+REGENERATE = ".venv/bin/python tools/gen_cli_reference.py"
 
 HEADER = f"""# Command-line reference
 
-Generated from the `compsrt` argument parser by `{REGENERATE}`; do not edit by hand (a test fails when this page
-and the parser disagree). `compsrt COMMAND --help` prints the same text. What each stage does and when to use an
-option: the stage pages ([calibration](calibration.md), [export](export.md), [runtime](runtime.md),
+Generated from the `compsrt` argument parser by `{REGENERATE}`; do not edit by hand (a test
+fails when this page and the parser disagree). `compsrt COMMAND --help` prints the same text. What each stage does
+and when to use an option: the stage pages ([calibration](calibration.md), [export](export.md), [runtime](runtime.md),
 [serving](serving.md)).
 
 Conventions shared by every command: sizes are W×H (`--size 320x180`, `--tile 64` or `--tile 96x64`); `--json`

@@ -9,7 +9,8 @@ Every gap is against that FP graph's score, so both sides carry the same tile se
 kernels. Only Set5 is scored both ways (export-parity runs Set5).
 
     python -m benchmarks.export.same_reference --scale 4 \
-        --results benchmarks/calibration/results/run8_i13_presets ... --modelopt benchmarks/export/results/modelopt/x4.json
+        --results benchmarks/calibration/results/run8_i13_presets ... \
+        --modelopt benchmarks/export/results/modelopt/x4.json
 """
 
 from __future__ import annotations
