@@ -488,7 +488,7 @@ def test_trt_rtx_rejects_nonzero_zero_point(tmp_path):
 _PLUGIN_SCRIPT = TRACED_CREATOR_PRELUDE + textwrap.dedent(
     """
     from compsrt.runtime.engine import parse_and_build
-    r = parse_and_build({path!r}, register_plugin=True)
+    r = parse_and_build({path!r}, plugins="python")
     print("RESULT", r.parsed, r.built, r.plugin_layers, r.parse_errors, flush=True)
     """
 )

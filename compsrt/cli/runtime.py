@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from .args import (DEVICE_HELP, PLUGINS_HELP, Spinner, add_json_flag, check_scale, existing,
-                       fmt_tile, parse_tile, positive_int, resolve_device, size_arg, square_tile_arg, tile_arg)
+from .args import (DEVICE_HELP, Spinner, add_json_flag, add_plugins_arg, add_tile_arg, check_scale, existing, fmt_tile,
+                   positive_int, resolve_device, size_arg)
 from ..errors import CompsrtError
 
 ONNX_FILE = existing("ONNX model", "create it with `compsrt export`")
@@ -39,9 +39,8 @@ def add_backend_args(p: argparse.ArgumentParser, engine: bool = True) -> None:
     g.add_argument("--providers", choices=("cpu", "cuda"), default="cpu",
                    help="ONNX Runtime execution provider (default %(default)s)")
     t = p.add_argument_group("tiling")
-    t.add_argument("--tile", type=tile_arg, metavar="N|WxH",
-                   help="LR tile, fixed for ONNX/engines; 0 = the whole image at once (default: the model's tile, "
-                        "else 256 for torch)")
+    add_tile_arg(t, "LR tile, fixed for ONNX/engines; 0 = the whole image at once (default: the model's tile, "
+                    "else 256 for torch)", whole=True)
     t.add_argument("--overlap", type=int, default=16, help="LR pixels shared by neighbouring tiles (default %(default)s)")
     t.add_argument("--margin", type=int, help="LR pixels at internal tile edges never used (default: overlap/4)")
     t.add_argument("--batch", type=positive_int, help="tiles per batch (default: the engine's batch, else 4)")
@@ -259,13 +258,12 @@ def register(sub) -> None:
     p.add_argument("--onnx", type=ONNX_FILE, required=True, help="ONNX model written by `compsrt export`")
     p.add_argument("--out", type=Path, required=True, help="engine file (sidecar, log and layer info written beside)")
     p.add_argument("--sparse", action="store_true", help="enable SPARSE_WEIGHTS (automatic when 2:4 weights are found)")
-    p.add_argument("--plugins", default="python", help=PLUGINS_HELP)
+    add_plugins_arg(p, "python")
     p.add_argument("--timing-cache", type=Path,
                    help="timing cache file, read if present and updated after the build (default: none)")
     p.add_argument("--workspace", type=positive_int, metavar="MB", help="workspace limit in MB (default: TensorRT's)")
     p.add_argument("--batch", type=positive_int, help="batch for graphs with a dynamic batch dim (default 1)")
-    p.add_argument("--tile", type=parse_tile, metavar="N|WxH",
-                   help="tile for graphs with dynamic spatial dims (default: the ONNX sidecar's)")
+    add_tile_arg(p, "tile for graphs with dynamic spatial dims (default: the ONNX sidecar's)")
     p.add_argument("--compute-capability", metavar="SMxy",
                    help="TensorRT-RTX only: target, e.g. SM89 (default: TensorRT-RTX's own)")
     add_json_flag(p, "a summary of the engine and the files written")
@@ -296,8 +294,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("selftest", help="verify this machine: build a small engine, compare TensorRT with ONNX Runtime "
                                         "(exit 3: comparison skipped)")
-    p.add_argument("--tile", type=square_tile_arg, default=32, metavar="N", help="square LR tile of the test model (default %(default)s)")
+    add_tile_arg(p, "square LR tile of the test model (default %(default)s)", default=32, square=True)
     p.add_argument("--scale", type=int, choices=(2, 3, 4), default=2, help="scale of the test model (default %(default)s)")
-    p.add_argument("--plugins", default="python", help=PLUGINS_HELP)
+    add_plugins_arg(p, "python")
     p.add_argument("--keep", type=Path, metavar="DIR", help="keep the ONNX model and engine in this folder (default: a temporary one)")
     p.set_defaults(func=cmd_selftest)
