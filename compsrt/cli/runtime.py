@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -83,13 +86,16 @@ def make_upscaler(args, backend, progress=False):
 
 
 def _report_upscales(results, pairs, quiet: bool) -> tuple[list, list]:
-    """Print each result in input order (a single image's failure raises); (done, skipped) for the summary."""
+    """Print each result in input order (a single image's failure raises); (done, skipped) for the summary.
+    Images given up on an interrupt are neither: they were not written."""
     from tqdm.auto import tqdm
 
     done, skipped = [], []
     bar = tqdm(total=len(pairs), desc="upscale", unit="img", disable=len(pairs) == 1 or quiet)
     for r in results:
         bar.update(1)
+        if r.interrupted:
+            continue
         if not r.ok:
             if len(pairs) == 1:
                 raise CompsrtError(r.error)
@@ -103,6 +109,39 @@ def _report_upscales(results, pairs, quiet: bool) -> tuple[list, list]:
             tqdm.write(msg) if len(pairs) > 1 else print(msg)
     bar.close()
     return done, skipped
+
+
+class _StopEvent(threading.Event):
+    """A stop flag that also calls ``on_set`` (the pipeline's own stop) when set."""
+
+    on_set = None
+
+    def set(self) -> None:
+        super().set()
+        if self.on_set is not None:
+            self.on_set()
+
+
+@contextlib.contextmanager
+def _stop_on_ctrl_c():
+    """The first Ctrl-C sets the yielded event (no new image starts; those in flight finish or give up), a
+    second one interrupts at once. Outside the main thread (no signals there) the event is only yielded."""
+    stop = _StopEvent()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def on_sigint(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        print("compsrt upscale: stopping: no new image starts (Ctrl-C again to abort)", file=sys.stderr, flush=True)
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def cmd_upscale(args) -> int:
@@ -120,25 +159,31 @@ def cmd_upscale(args) -> int:
         pairs = [(src, dst)]
     t0 = time.perf_counter()
     encode = options_from_args(args)
-    if args.server:
-        from ..runtime.serving.client import upscale_files
+    with _stop_on_ctrl_c() as stop:
+        if args.server:
+            from ..runtime.serving.client import upscale_files
 
-        describe = {"server": args.server}
-        done, skipped = _report_upscales(upscale_files(args.server, pairs, encode, args.max_pixels, workers=args.workers),
-                                         pairs, args.json)
-        tile = None
-    else:
-        from ..runtime.pipelined import PipelinedUpscaler
+            describe = {"server": args.server}
+            done, skipped = _report_upscales(upscale_files(args.server, pairs, encode, args.max_pixels,
+                                                           workers=args.workers, stop=stop), pairs, args.json)
+            tile = None
+        else:
+            from ..runtime.pipelined import PipelinedUpscaler
 
-        with make_backend(args) as backend:
-            up = make_upscaler(args, backend, progress=len(pairs) == 1 and not args.json)
-            pipe = PipelinedUpscaler(up, host_workers=args.workers, encode=encode, max_pixels=args.max_pixels)
-            done, skipped = _report_upscales(pipe.run(pairs), pairs, args.json)
-            describe, tile = backend.describe(), up.tile
+            with make_backend(args) as backend:
+                up = make_upscaler(args, backend, progress=len(pairs) == 1 and not args.json)
+                pipe = PipelinedUpscaler(up, host_workers=args.workers, encode=encode, max_pixels=args.max_pixels)
+                stop.on_set = pipe.stop
+                done, skipped = _report_upscales(pipe.run(pairs), pairs, args.json)
+                describe, tile = backend.describe(), up.tile
     if args.json:
         print(json.dumps({"outputs": done, "failed": len(skipped), "skipped": skipped, "backend": describe,
                           "tile": fmt_tile(tile) if tile else "whole image" if not args.server else "server",
-                          "seconds": round(time.perf_counter() - t0, 3)}))
+                          "interrupted": stop.is_set(), "seconds": round(time.perf_counter() - t0, 3)}))
+    if stop.is_set():
+        print(f"compsrt upscale: interrupted: {len(done)} of {len(pairs)} images written"
+              + (" (listed above)" if done and not args.json else ""), file=sys.stderr)
+        return 130
     if skipped:
         print(f"compsrt upscale: {len(skipped)} of {len(pairs)} images failed", file=sys.stderr)
         return 2

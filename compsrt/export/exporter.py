@@ -16,6 +16,7 @@ from ..artifacts import INPUT_NAME, ONNX_FORMAT, OUTPUT_NAME, write_sidecar
 from ..errors import CompsrtError
 from ..files import atomic_path, sha256_file
 from ..hadamard import PLUGIN_VERSION
+from ..models.limits import tile_limit_error
 from .graph import StaticSwinIR, trace_to_onnx
 from .surgery import (HADAMARD_VARIANTS, PLUGIN_DOMAIN, PLUGIN_OP, PLUGIN_VARIANTS, compact_constants, int4_site,
                       remove_identities, replace_markers, to_plugin)
@@ -60,6 +61,9 @@ class ExportOptions:
                                "use --hadamard matmul or plugin")
         if self.batch is not None and self.batch < 1:
             raise CompsrtError(f"--batch must be a positive integer or 'dynamic', got {self.batch}")
+        too_large = tile_limit_error(tuple(self.tile), self.batch or 1)
+        if too_large:  # before any tensor of that size is allocated
+            raise CompsrtError(too_large)
 
 
 @dataclass
