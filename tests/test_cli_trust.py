@@ -589,3 +589,16 @@ def test_parity_verdict_lines():
     assert parity_verdict(base | {"site_check": None})["pass"] is None
     assert parity_verdict(base | {"site_check": None, "mode": "fp"})["pass"] is False
     assert parity_verdict(base | {"n_off": 0, "site_check": None})["pass"] is True
+
+
+def test_export_out_of_memory_below_the_tile_limit_is_one_line(files, tmp_path, capsys, monkeypatch):
+    import compsrt.export.exporter as exporter
+
+    def no_memory(*a, **k):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 40000000000 bytes.")
+
+    monkeypatch.setattr(exporter, "build_onnx", no_memory)
+    _one_line_error(capsys, ["export", "--checkpoint", str(files["x4.pt"]), "--tile", "2048", "--out",
+                             str(tmp_path / "m.onnx")], "not enough memory to export tile 2048x2048", "smaller --tile")
+    assert not list(tmp_path.iterdir())

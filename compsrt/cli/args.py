@@ -31,7 +31,7 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str):  # noqa: D102 - argparse API
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
-    def parse_known_args(self, args=None, namespace=None):  # noqa: D102 - argparse API
+    def parse_known_args(self, args=None, namespace=None):  # argparse API: every parse goes through here
         return super().parse_known_args(join_old_tile(list(sys.argv[1:] if args is None else args)), namespace)
 
 

@@ -201,7 +201,14 @@ def build_onnx(model: nn.Module, opts: ExportOptions, meta: dict | None = None) 
 
 
 def export_model(model: nn.Module, out: str | os.PathLike, opts: ExportOptions, meta: dict | None = None) -> ExportResult:
-    proto, sidecar = build_onnx(model, opts, meta)
+    try:
+        proto, sidecar = build_onnx(model, opts, meta)
+    except (RuntimeError, MemoryError) as exc:  # a tile under the limit can still exceed this machine's memory
+        msg = str(exc)
+        if not isinstance(exc, MemoryError) and "alloc" not in msg.lower() and "out of memory" not in msg.lower():
+            raise
+        raise CompsrtError(f"not enough memory to export tile {opts.tile[1]}x{opts.tile[0]} (batch {opts.batch or 1}) "
+                           f"on this machine ({(msg.splitlines() or [''])[0][:160]}); use a smaller --tile") from None
     out = Path(out)
     with atomic_path(out) as tmp:
         onnx.save(proto, str(tmp))

@@ -135,7 +135,7 @@ def startup_error(log_text: str) -> str:
         if m:
             why = m.group(2).split("\\n\\nAt:", 1)[0].replace("\\n", " ").strip()
             return f"model {m.group(1)} failed to load: {why}"
-    errors = [ln for ln in lines if ln.startswith("E") or ln.startswith("error:")]
+    errors = [ln for ln in lines if ln.startswith(("E", "error:"))]
     return (errors or lines or ["tritonserver wrote no log"])[-1].strip()
 
 
