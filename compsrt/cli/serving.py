@@ -44,7 +44,9 @@ def cmd_serve(args) -> int:
     if args.plugins == "python":
         raise CompsrtError("--plugins python cannot load in Triton's tensorrt backend; pass the C++ plugin library "
                            "(--plugins path/to/libcompsrt_plugins.so, built from compsrt/plugins/cpp) or none")
-    extra = [f"--backend-config=tensorrt,plugins={args.plugins}"] if args.plugins not in (None, "none") else []
+    # absolute: the server runs in a folder of its own
+    extra = ([f"--backend-config=tensorrt,plugins={Path(args.plugins).resolve()}"]
+             if args.plugins not in (None, "none") else [])
     s = server.start(repo, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
                      metrics_port=args.metrics_port, timeout=args.timeout, log=args.log, extra_args=extra)
     info = {"http": s.http_url, "grpc": s.grpc_url, "metrics": s.metrics_url,
@@ -77,6 +79,9 @@ def register(sub) -> None:
     tile.type, tile.default = tile_type(), 64
     tile.help = ("LR tile of the python tile model, N or WxH, multiples of 8 (default %(default)s; ONNX models and "
                  "engines keep their own); the old `--tile H W` still works for one release")
+    device = next(a for a in p._actions if a.dest == "device")
+    device.help = ("torch device of the python tile model: auto (resolved when the server loads the model: cuda when "
+                   "the server host's torch sees a GPU, else cpu), cpu, cuda or cuda:N (default %(default)s)")
     p.add_argument("--out", type=Path, required=True, help="repository folder to write")
     p.add_argument("--runtime", choices=("auto", "onnxruntime", "python"), default="auto",
                    help="for --onnx: the stock onnxruntime backend (auto) or ONNX Runtime inside the python backend "
