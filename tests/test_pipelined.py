@@ -257,3 +257,18 @@ def test_ctrl_c_in_a_folder_upscale_lists_every_written_file_and_starts_no_more(
     assert f"interrupted: {len(on_disk)} of 30 images written" in stderr, stderr
     time.sleep(1.0)
     assert {p.name for p in out.iterdir()} == on_disk
+
+
+def test_cancel_abandons_the_batch_of_eager_torch_and_onnx_runtime(tiny_onnx):
+    """What Ctrl-C calls on the device side: the next Swin block (torch) or ONNX Runtime's terminate flag stops
+    the batch with Interrupted, which the pipeline reports as interrupted, not as a failed input."""
+    from compsrt.runtime.backends import OrtBackend, TorchBackend
+    from compsrt.runtime.backends.base import Interrupted
+    from tests.conftest import tiny_swinir
+
+    x = np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)
+    for backend in (TorchBackend(tiny_swinir()), OrtBackend(tiny_onnx)):
+        backend.run(x)  # runs before
+        backend.cancel()
+        with pytest.raises(Interrupted):
+            backend.run(x)

@@ -11,7 +11,7 @@ order. A file that fails (corrupt, too large, unwritable) is reported in its res
 
 Stopping (:meth:`PipelinedUpscaler.stop`, which ``compsrt upscale`` calls on Ctrl-C): no new image is
 started, the images in flight give up at their next step (before each device batch and before
-encoding), and :meth:`~PipelinedUpscaler.run` yields the results of those in flight, written or
+encoding; eager torch and ONNX Runtime also abandon the batch running, see ``Backend.cancel``), and :meth:`~PipelinedUpscaler.run` yields the results of those in flight, written or
 ``interrupted``, then ends: every file written is in a yielded result. No partial file is left (every
 output is a temporary file renamed into place).
 """
@@ -30,13 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CompsrtError
+from .backends.base import Interrupted
 from .tiling import Stitcher, extract_tiles, pad_image
 from .timing import StageTimer
 from .upscaler import TiledUpscaler, upscale_alpha
-
-
-class Interrupted(CompsrtError):
-    """An image given up because the run was stopped."""
 
 
 @dataclass
@@ -89,8 +86,10 @@ class PipelinedUpscaler:
         return s
 
     def stop(self) -> None:
-        """Start no new image; images in flight give up at their next step (thread- and signal-safe)."""
+        """Start no new image; images in flight give up at their next step, the batch running on the device
+        where its backend can (:meth:`~compsrt.runtime.backends.Backend.cancel`). Thread- and signal-safe."""
         self._stop.set()
+        self.backend.cancel()
 
     def _check_stop(self) -> None:
         if self._stop.is_set():

@@ -13,7 +13,7 @@ import numpy as np
 
 from ...errors import CompsrtError
 from ..timing import StageTimer
-from .base import Backend
+from .base import Backend, Interrupted
 
 DTYPES = ("fp32", "bf16", "fp16")
 DEVICE_FORMS = "auto, cpu, cuda or cuda:N"
@@ -118,6 +118,18 @@ class TorchBackend(Backend):
         static_x.copy_(xd)
         graph.replay()
         return static_y
+
+    def cancel(self) -> None:
+        """Eager models stop at the next Swin block (a pre-hook that raises); a compiled model or a CUDA graph
+        runs its batch to the end."""
+        from ...models.swinir import SwinTransformerBlock
+
+        def stop(module, args):
+            raise Interrupted("interrupted")
+
+        for m in self.model.modules():
+            if isinstance(m, SwinTransformerBlock):
+                m.register_forward_pre_hook(stop)
 
     def infer(self, x: np.ndarray, timer: StageTimer) -> np.ndarray:
         torch = self.torch
