@@ -602,3 +602,10 @@ def test_export_out_of_memory_below_the_tile_limit_is_one_line(files, tmp_path, 
     _one_line_error(capsys, ["export", "--checkpoint", str(files["x4.pt"]), "--tile", "2048", "--out",
                              str(tmp_path / "m.onnx")], "not enough memory to export tile 2048x2048", "smaller --tile")
     assert not list(tmp_path.iterdir())
+
+
+def test_triton_repo_folder_follows_umask(files, tmp_path, capsys, umask022):
+    repo = tmp_path / "repo"
+    assert main(["triton-repo", "--checkpoint", str(files["x4.pt"]), "--out", str(repo), "--tile", "16"]) == 0
+    assert _mode(repo) == 0o755 and _mode(repo / "compsrt_tile") == 0o755
+    assert _mode(repo / "compsrt_repo.json") == 0o644

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import CompsrtError
-from ...files import atomic_write_text
+from ...files import atomic_write_text, temp_dir_beside
 
 TILE_MODEL = "compsrt_tile"
 IMAGE_MODEL = "compsrt_upscale"
@@ -138,13 +137,6 @@ def _write_model(root: Path, name: str, config: str, files: dict[str, Path | str
             atomic_write_text(d / "1" / dest, src)
 
 
-def _existing_ancestor(path: Path) -> Path:
-    path = path.absolute()
-    while not path.exists():
-        path = path.parent
-    return path
-
-
 def write_repository(out: Path, *, engine: Path | None = None, onnx: Path | None = None,
                      checkpoint: Path | None = None, scale: int | None = None, weights: Path | None = None,
                      options: RepoOptions | None = None) -> dict:
@@ -163,7 +155,7 @@ def write_repository(out: Path, *, engine: Path | None = None, onnx: Path | None
         raise CompsrtError(f"{out} is a file; pass a folder for the repository")
     if out.exists() and any(out.iterdir()) and not (out / "compsrt_repo.json").is_file():
         raise CompsrtError(f"{out} exists and is not a compsrt model repository; choose an empty or new folder")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=_existing_ancestor(out.parent)))
+    tmp = temp_dir_beside(out)
     try:
         manifest = _write_into(tmp, engine, onnx, checkpoint, scale, weights, o)
         out.parent.mkdir(parents=True, exist_ok=True)
