@@ -528,7 +528,8 @@ def test_triton_repo_refusals_are_one_line_and_leave_nothing(files, tmp_path, ca
         "empty-onnx": (["--onnx", str(files["empty.onnx"])], ["empty"]),
         "foreign-onnx-no-scale": (["--onnx", str(_dynamic_onnx(tmp_path / "foreign.onnx"))], ["pass --scale"]),
         "fixed-batch": (["--onnx", str(files["x2.onnx"])], ["--batch dynamic"]),
-        "contradicting-scale": (["--checkpoint", ck, "--scale", "2"], ["is a x4 model; pass --scale 4 or omit --scale"]),
+        "contradicting-scale": (["--checkpoint", ck, "--scale", "2"],
+                                ["is a x4 model; pass --scale 4 or omit --scale"]),
         "bad-tile": (["--checkpoint", ck, "--tile", "12"], ["multiple of 8"]),
         "bad-device": (["--checkpoint", ck, "--device", "gpu0"], ["not a device", "auto, cpu, cuda or cuda:N"]),
     }[case]

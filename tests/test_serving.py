@@ -220,13 +220,14 @@ def test_readme_path_triton_repo_defaults_then_serve_then_request(tmp_path):
     assert 'string_value: "auto"' in (repo / "compsrt_tile" / "config.pbtxt").read_text()
     log = tmp_path / "server.log"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(server_mod.PACKAGE_ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "compsrt", "serve", str(repo), "--http-port", "0", "--grpc-port", "0",
-                             "--metrics-port", "0", "--json", "--log", str(log)],
+    proc = subprocess.Popen([sys.executable, "-m", "compsrt", "serve", str(repo), "--http-port", "0",
+                             "--grpc-port", "0", "--metrics-port", "0", "--json", "--log", str(log)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 180)
         line = proc.stdout.readline() if ready else ""
-        assert line.startswith("{"), (line, proc.poll(), log.read_text(errors="replace")[-2000:] if log.exists() else "")
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        assert line.startswith("{"), (line, proc.poll(), tail)
         info = json.loads(line)
         img = np.random.default_rng(6).integers(0, 256, (20, 30, 3), dtype=np.uint8)
         c = RemoteUpscaler(info["http"])

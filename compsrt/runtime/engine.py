@@ -346,8 +346,9 @@ def require_plugins(onnx_path: str | os.PathLike, plugins: str | None) -> None:
     ops = plugin_ops(onnx_path)
     if ops:
         names = ", ".join(f"{k} ({v} nodes)" for k, v in ops.items())
-        raise CompsrtError(f"{onnx_path} needs the TensorRT plugin {names}: pass --plugins python (the Python plugin) "
-                           "or --plugins PATH (a plugin library such as libcompsrt_plugins.so from compsrt/plugins/cpp)")
+        raise CompsrtError(f"{onnx_path} needs the TensorRT plugin {names}: pass --plugins python (the Python "
+                           "plugin) or --plugins PATH (a plugin library such as libcompsrt_plugins.so from "
+                           "compsrt/plugins/cpp)")
 
 
 def _collapse(errors: list[str]) -> list[str]:
@@ -410,6 +411,7 @@ def parse_and_build(onnx_path: str | os.PathLike, *, plugins: str | None = None,
             if engine_out is not None:
                 atomic_write_bytes(engine_out, bytes(engine))
         else:
-            report.build_errors = _collapse([ln for ln in logger.lines if ln.startswith(("[ERROR]", "[INTERNAL_ERROR]"))])
+            errors = [ln for ln in logger.lines if ln.startswith(("[ERROR]", "[INTERNAL_ERROR]"))]
+            report.build_errors = _collapse(errors)
     report.seconds = time.perf_counter() - start
     return report

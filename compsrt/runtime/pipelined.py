@@ -11,7 +11,8 @@ order. A file that fails (corrupt, too large, unwritable) is reported in its res
 
 Stopping (:meth:`PipelinedUpscaler.stop`, which ``compsrt upscale`` calls on Ctrl-C): no new image is
 started, the images in flight give up at their next step (before each device batch and before
-encoding; eager torch and ONNX Runtime also abandon the batch running, see ``Backend.cancel``), and :meth:`~PipelinedUpscaler.run` yields the results of those in flight, written or
+encoding; eager torch and ONNX Runtime also abandon the batch running, see ``Backend.cancel``),
+and :meth:`~PipelinedUpscaler.run` yields the results of those in flight, written or
 ``interrupted``, then ends: every file written is in a yielded result. No partial file is left (every
 output is a temporary file renamed into place).
 """

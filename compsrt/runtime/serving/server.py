@@ -123,7 +123,8 @@ class Server:
             self.workdir = None
 
 
-_LOAD_FAILURE = re.compile(r"failed to load '([^']+)' version \d+: (?:(?:Internal|Invalid argument|Unavailable|Not found|Unsupported|Unknown): )?(.*?)\"?$")
+_LOAD_FAILURE = re.compile(r"failed to load '([^']+)' version \d+: "  # Triton's status code, then the model's message
+                           r"(?:(?:Internal|Invalid argument|Unavailable|Not found|Unsupported|Unknown): )?(.*?)\"?$")
 
 
 def startup_error(log_text: str) -> str:
