@@ -40,6 +40,13 @@ def file_kind(head: bytes) -> str | None:
     return next((kind for magic, kind in FILE_MAGICS.items() if head.startswith(magic)), None)
 
 
+def check_scale(requested: int | None, actual: int | None, source) -> int | None:
+    """The model's scale; a different ``--scale`` is refused the same way by every command."""
+    if requested is not None and actual and requested != actual:
+        raise CompsrtError(f"{source} is a x{actual} model; pass --scale {actual} or omit --scale")
+    return actual
+
+
 # ------------------------------------------------------------------------------------------ sidecars
 def sidecar_path(artifact: str | os.PathLike) -> Path:
     artifact = Path(artifact)

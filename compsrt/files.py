@@ -34,6 +34,17 @@ def publish(tmp: str | os.PathLike, dest: str | os.PathLike) -> None:
     os.replace(tmp, dest)
 
 
+def temp_dir_beside(dest: str | os.PathLike) -> Path:
+    """A new empty folder to fill and then rename onto ``dest`` (same file system): in ``dest``'s parent, or
+    its nearest existing ancestor, with the mode a plain ``mkdir`` would give (``mkdtemp`` makes it 0700)."""
+    parent = Path(dest).absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    tmp = Path(tempfile.mkdtemp(prefix=f".{Path(dest).name}.", suffix=".part", dir=parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    return tmp
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``dest``; rename it onto ``dest`` only if the block succeeds."""

@@ -407,3 +407,206 @@ def test_help_and_missing_input_do_not_import_torch():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert "HEAVY []" in r.stdout, r.stdout + r.stderr
     assert r.stderr.count("does not exist") == 5, r.stderr
+
+
+# -- 9. --tile: one definition in every command, the old H W spelling, the size limit -----------------------------
+def _tile_argv(files, tmp_path, tile: list[str]) -> dict[str, list[str]]:
+    """A minimal command line of every command that takes --tile (a new one must be added here)."""
+    ck, img, out = str(files["x4.pt"]), str(files["image"]), str(tmp_path / "o")
+    return {"export": ["export", "--checkpoint", ck, "--out", out, "--tile", *tile],
+            "export-parity": ["export-parity", "--checkpoint", ck, "--tile", *tile],
+            "build": ["build", "--onnx", str(files["x2.onnx"]), "--out", out, "--tile", *tile],
+            "upscale": ["upscale", img, out, "--tile", *tile],
+            "profile": ["profile", "--tile", *tile],
+            "triton-repo": ["triton-repo", "--out", out, "--tile", *tile],
+            "selftest": ["selftest", "--tile", *tile],
+            "pipeline": ["pipeline", "--tile", *tile]}
+
+
+def _commands_with(option: str) -> set[str]:
+    sub = _subparsers(build_parser())
+    return {name for name, p in sub.choices.items() if any(option in a.option_strings for a in p._actions)}
+
+
+def test_every_tile_option_reads_the_old_h_w_spelling(files, tmp_path, capsys):
+    cases = _tile_argv(files, tmp_path, ["16", "24"])
+    assert set(cases) == _commands_with("--tile")
+    for name, argv in cases.items():
+        square = name in ("selftest", "pipeline")
+        if square:
+            argv = argv[:-1] + ["16"]
+        args = build_parser().parse_args(argv)
+        assert args.tile == (16 if square else (16, 24)), name
+        err = capsys.readouterr().err
+        assert "deprecated" in err and ("--tile 16x16" if square else "--tile 24x16") in err, (name, err)
+    # a tile before the positional arguments does not swallow them
+    args = build_parser().parse_args(["upscale", "--tile", "64", str(files["image"]), str(tmp_path / "o.png")])
+    assert args.tile == (64, 64) and args.output == tmp_path / "o.png"
+
+
+def test_oversize_tile_refused_up_front_by_every_command_naming_the_limit(files, tmp_path, capsys):
+    from compsrt.models.limits import HEADS, MAX_TILE_PIXELS, WINDOW
+
+    cfg = SwinIRConfig()
+    assert set(cfg.num_heads) == {HEADS} and cfg.window_size == WINDOW  # the limit follows the model
+    assert MAX_TILE_PIXELS * HEADS * WINDOW**2 < 2**31 <= (MAX_TILE_PIXELS + 1) * HEADS * WINDOW**2
+    for name, argv in _tile_argv(files, tmp_path, ["100000"]).items():
+        with pytest.raises(SystemExit) as exc:
+            build_parser().parse_args(argv)
+        err = capsys.readouterr().err.strip()
+        assert exc.value.code == 2 and len(err.splitlines()) == 1, (name, err)
+        assert "too large" in err and f"{MAX_TILE_PIXELS:,}" in err and "2^31" in err, (name, err)
+    assert not list(tmp_path.iterdir())
+    build_parser().parse_args(["profile", "--tile", "2360"])  # just below the limit: accepted
+    # the export's batch multiplies the tile
+    from compsrt.errors import CompsrtError
+    from compsrt.export.exporter import ExportOptions
+
+    with pytest.raises(CompsrtError, match="at batch 4"):
+        ExportOptions(tile=(2048, 2048), batch=4).validate()
+
+
+# -- 10. --plugins: python|none|PATH in every command that has it -----------------------------------------------------
+def test_every_plugins_option_takes_python_none_or_a_library_path(files, tmp_path, capsys):
+    lib = tmp_path / "libplugins.so"
+    lib.write_bytes(b"not a library")
+    argv = {"build": ["build", "--onnx", str(files["relu.onnx"]), "--out", str(tmp_path / "e.plan")],
+            "export-check": ["export-check", str(files["relu.onnx"])],
+            "selftest": ["selftest"], "serve": ["serve", str(tmp_path)]}
+    assert set(argv) == _commands_with("--plugins")
+    for name, base in argv.items():
+        for value in ("python", "none", str(lib)):
+            assert build_parser().parse_args(base + ["--plugins", value]).plugins == value, (name, value)
+        with pytest.raises(SystemExit) as exc:
+            build_parser().parse_args(base + ["--plugins", str(tmp_path / "missing.so")])
+        err = capsys.readouterr().err.strip()
+        assert exc.value.code == 2 and len(err.splitlines()) == 1 and "missing.so does not exist" in err, err
+        assert "--plugins python" in err, err
+    _one_line_error(capsys, ["serve", str(tmp_path), "--plugins", "python"], "tensorrt backend", "--plugins path")
+
+
+def test_export_check_names_the_plugin_a_graph_needs(files, tmp_path, capsys):
+    """A plugin graph checked without a plugin: one line naming the plugin and the fix, before TensorRT's parser
+    (which printed one "Plugin not found" line per node and exited 1)."""
+    plugin = tmp_path / "plugin.onnx"
+    assert main(["export", "--checkpoint", str(files["x4.pt"]), "--tile", "16", "--out", str(plugin)]) == 0
+    capsys.readouterr()
+    _one_line_error(capsys, ["export-check", str(plugin)], "compsrt::HadamardTransform", "nodes)",
+                    "--plugins python", "--plugins PATH")
+    _trt_or_skip()
+    _one_line_error(capsys, ["export-check", str(plugin), "--plugins", str(files["image"])],
+                    "cannot load plugin library")
+
+
+def test_repeated_parser_errors_are_collapsed():
+    from compsrt.runtime.engine import _collapse
+
+    assert _collapse(["Plugin not found"] * 192 + ["other"]) == ["Plugin not found (x192)", "other"]
+
+
+# -- 11. triton-repo: one-line refusals, nothing left behind, the shared --scale check --------------------------------
+def _dynamic_onnx(path: Path) -> Path:
+    """An image graph that is not compsrt's: dynamic sizes, no sidecar, so no scale to read."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, "H2", "W2"])
+    scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 2])
+    node = helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="nearest")
+    onnx.save(helper.make_model(helper.make_graph([node], "up", [x], [y], [scales]),
+                                opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
+
+
+@pytest.mark.parametrize("case", ["empty-onnx", "foreign-onnx-no-scale", "fixed-batch", "contradicting-scale",
+                                  "bad-tile", "bad-device"])
+def test_triton_repo_refusals_are_one_line_and_leave_nothing(files, tmp_path, capsys, case):
+    out = tmp_path / "new" / "repo"
+    ck = str(files["x4.pt"])
+    argv, needles = {
+        "empty-onnx": (["--onnx", str(files["empty.onnx"])], ["empty"]),
+        "foreign-onnx-no-scale": (["--onnx", str(_dynamic_onnx(tmp_path / "foreign.onnx"))], ["pass --scale"]),
+        "fixed-batch": (["--onnx", str(files["x2.onnx"])], ["--batch dynamic"]),
+        "contradicting-scale": (["--checkpoint", ck, "--scale", "2"],
+                                ["is a x4 model; pass --scale 4 or omit --scale"]),
+        "bad-tile": (["--checkpoint", ck, "--tile", "12"], ["multiple of 8"]),
+        "bad-device": (["--checkpoint", ck, "--device", "gpu0"], ["not a device", "auto, cpu, cuda or cuda:N"]),
+    }[case]
+    _one_line_error(capsys, ["triton-repo", "--out", str(out), *argv], *needles)
+    assert not (tmp_path / "new").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_triton_repo_failed_rewrite_keeps_the_previous_repository(files, tmp_path, capsys):
+    repo = tmp_path / "repo"
+    assert main(["triton-repo", "--checkpoint", str(files["x4.pt"]), "--out", str(repo), "--tile", "16"]) == 0
+    before = {p.relative_to(repo): p.read_bytes() for p in repo.rglob("*") if p.is_file()}
+    assert json.loads((repo / "compsrt_repo.json").read_text())["tile_model"]["scale"] == 4
+    capsys.readouterr()
+    _one_line_error(capsys, ["triton-repo", "--checkpoint", str(files["x4.pt"]), "--out", str(repo), "--scale", "3"])
+    assert {p.relative_to(repo): p.read_bytes() for p in repo.rglob("*") if p.is_file()} == before
+    assert main(["triton-repo", "--onnx", str(_dynamic_onnx(tmp_path / "f.onnx")), "--scale", "2",
+                 "--out", str(repo), "--tile", "16x24"]) == 0  # rewritten in place: another model, same folder
+    m = json.loads((repo / "compsrt_repo.json").read_text())
+    assert m["tile_model"]["backend"] == "onnxruntime" and m["tile_model"]["scale"] == 2
+    assert m["tile_model"]["tile"] == [24, 16] and not (repo / "compsrt_tile" / "1" / "model.pt").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+# -- 12. export-parity: the ONNX must come from the checkpoint; a verdict line ----------------------------------------
+def test_export_parity_refuses_an_onnx_of_another_checkpoint(files, tmp_path, capsys):
+    from compsrt.calibration.checkpoint import save_checkpoint
+    from compsrt.calibration.qmodel import QuantConfig, quantize_model
+
+    onnx_a = tmp_path / "a.onnx"
+    assert main(["export", "--checkpoint", str(files["x4.pt"]), "--tile", "16", "--hadamard", "matmul",
+                 "--batch", "dynamic", "--out", str(onnx_a)]) == 0
+    torch.manual_seed(1)
+    other = SwinIR(SwinIRConfig(scale=4, depths=(2,), num_heads=(6,))).eval()
+    ckpt_b = save_checkpoint(quantize_model(other, QuantConfig(bits=4, mode="deploy")), {}, tmp_path / "b.pt")
+    bench = tmp_path / "bench" / "Tiny"  # a one-image benchmark: without the check the comparison would run
+    (bench / "HR").mkdir(parents=True)
+    (bench / "LR_bicubic" / "X4").mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(bench / "HR" / "a.png")
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(bench / "LR_bicubic" / "X4" / "ax4.png")
+    capsys.readouterr()
+    _one_line_error(capsys, ["export-parity", "--checkpoint", str(ckpt_b), "--onnx", str(onnx_a), "--dataset", "Tiny",
+                             "--benchmarks", str(tmp_path / "bench"), "--no-floor"],
+                    "a.onnx was exported from another checkpoint", "b.pt", "omit --onnx")
+
+
+def test_parity_verdict_lines():
+    from compsrt.runtime.parity import parity_verdict
+
+    base = {"tol": 1e-3, "frac_off": 0.758, "n_off": 758, "mode": "deploy", "floor": {"frac_off": 0.635}}
+    good = {"forced": {"off_boundary": 0, "out_max_abs": 3e-6, "flips": 40, "first_off_boundary_site": None}}
+    bad = {"forced": {"off_boundary": 5, "out_max_abs": 0.2, "flips": 40, "first_off_boundary_site": "layers.0.x"}}
+    v = parity_verdict(base | {"site_check": good})
+    assert v["pass"] is True and "75.8 %" in v["reason"] and "noise floor 63.5 %" in v["reason"]
+    v = parity_verdict(base | {"site_check": bad})
+    assert v["pass"] is False and "layers.0.x" in v["reason"] and "export error" in v["reason"]
+    assert parity_verdict(base | {"site_check": None})["pass"] is None
+    assert parity_verdict(base | {"site_check": None, "mode": "fp"})["pass"] is False
+    assert parity_verdict(base | {"n_off": 0, "site_check": None})["pass"] is True
+
+
+def test_export_out_of_memory_below_the_tile_limit_is_one_line(files, tmp_path, capsys, monkeypatch):
+    import compsrt.export.exporter as exporter
+
+    def no_memory(*a, **k):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 40000000000 bytes.")
+
+    monkeypatch.setattr(exporter, "build_onnx", no_memory)
+    _one_line_error(capsys, ["export", "--checkpoint", str(files["x4.pt"]), "--tile", "2048", "--out",
+                             str(tmp_path / "m.onnx")], "not enough memory to export tile 2048x2048", "smaller --tile")
+    assert not list(tmp_path.iterdir())
+
+
+def test_triton_repo_folder_follows_umask(files, tmp_path, capsys, umask022):
+    repo = tmp_path / "repo"
+    assert main(["triton-repo", "--checkpoint", str(files["x4.pt"]), "--out", str(repo), "--tile", "16"]) == 0
+    assert _mode(repo) == 0o755 and _mode(repo / "compsrt_tile") == 0o755
+    assert _mode(repo / "compsrt_repo.json") == 0o644

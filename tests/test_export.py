@@ -262,6 +262,8 @@ def test_run_parity_end_to_end_on_the_runtime_tiler(q4, tmp_path):
     assert abs(r["psnr_diff"]) < 0.05 and r["frac_off"] <= 1e-2, r
     assert r["floor"]["n_off"] <= r["n_values"] and r["site_check"]["forced"]["off_boundary"] == 0
     assert "mean PSNR torch" in format_parity(r)
+    assert r["verdict"]["pass"] is True
+    assert format_parity(r).splitlines()[-1].startswith("verdict: PASS (tolerance 0.001)")
 
 
 def test_parity_session_uses_basic_graph_optimisations(q4_matmul):
@@ -488,7 +490,7 @@ def test_trt_rtx_rejects_nonzero_zero_point(tmp_path):
 _PLUGIN_SCRIPT = TRACED_CREATOR_PRELUDE + textwrap.dedent(
     """
     from compsrt.runtime.engine import parse_and_build
-    r = parse_and_build({path!r}, register_plugin=True)
+    r = parse_and_build({path!r}, plugins="python")
     print("RESULT", r.parsed, r.built, r.plugin_layers, r.parse_errors, flush=True)
     """
 )

@@ -204,3 +204,71 @@ def test_throughput_profile_reports_compute_pipelined_and_before():
         assert r[k]["images_per_s"] > 0
     assert r["pipelined"]["vs_compute_only"] == pytest.approx(r["pipelined"]["images_per_s"] / r["compute_only"]["images_per_s"])
     assert "compute only" in throughput_text(r) and "before" in throughput_text(r)
+
+
+_SLOW_CLI = """
+import sys, time
+import compsrt.runtime.backends as backends
+from compsrt.runtime.backends import Backend
+
+
+class Slow(Backend):  # x2 nearest neighbour, 0.3 s per batch: Ctrl-C arrives while images are in flight
+    name, scale = "slow", 2
+
+    def infer(self, x, timer):
+        time.sleep(0.3)
+        return x.repeat(2, axis=2).repeat(2, axis=3)
+
+
+backends.open_backend = lambda **kw: Slow()
+from compsrt.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_in_a_folder_upscale_lists_every_written_file_and_starts_no_more(tmp_path):
+    """SIGINT to `compsrt upscale DIR OUT` (a subprocess, slowed backend): it exits 130, the console lists
+    exactly the files on disk, fewer than all, no temporary file is left and nothing appears afterwards."""
+    import os
+    import signal
+    import subprocess
+    import time
+    from pathlib import Path
+
+    rng = np.random.default_rng(4)
+    _write_folder(tmp_path / "in", 30, rng, size=(8, 8))
+    out = tmp_path / "out"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_CLI, "upscale", str(tmp_path / "in"), str(out),
+                             "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.time() + 60
+        while not (out.is_dir() and any(p.suffix == ".png" for p in out.iterdir())) and time.time() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    listed = {Path(ln.split(" -> ")[1].split(" (")[0]).name for ln in stdout.splitlines() if " -> " in ln}
+    on_disk = {p.name for p in out.iterdir()}
+    assert listed == on_disk and 0 < len(on_disk) < 30, (sorted(listed), sorted(on_disk), stderr)
+    assert f"interrupted: {len(on_disk)} of 30 images written" in stderr, stderr
+    time.sleep(1.0)
+    assert {p.name for p in out.iterdir()} == on_disk
+
+
+def test_cancel_abandons_the_batch_of_eager_torch_and_onnx_runtime(tiny_onnx):
+    """What Ctrl-C calls on the device side: the next Swin block (torch) or ONNX Runtime's terminate flag stops
+    the batch with Interrupted, which the pipeline reports as interrupted, not as a failed input."""
+    from compsrt.runtime.backends import OrtBackend, TorchBackend
+    from compsrt.runtime.backends.base import Interrupted
+    from tests.conftest import tiny_swinir
+
+    x = np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)
+    for backend in (TorchBackend(tiny_swinir()), OrtBackend(tiny_onnx)):
+        backend.run(x)  # runs before
+        backend.cancel()
+        with pytest.raises(Interrupted):
+            backend.run(x)

@@ -185,6 +185,89 @@ def test_serve_cli_prints_urls_and_stops(served, capsys, tmp_path):
     assert served.alive()
 
 
+def test_server_log_has_no_traceback(served):
+    """After the good requests above, the server log holds no Python traceback (the python backend stub
+    renamed each consumed DLPack capsule so that numpy's destructor printed one per tensor)."""
+    log = served.log.read_text(errors="replace")
+    assert "Traceback" not in log and "PyCapsule" not in log, log[-2000:]
+
+
+def _quantized_checkpoint(path):
+    from compsrt.calibration.checkpoint import save_checkpoint
+    from compsrt.calibration.qmodel import QuantConfig, quantize_model
+    from conftest import tiny_swinir
+
+    return save_checkpoint(quantize_model(tiny_swinir(2, seed=5), QuantConfig(bits=4, mode="deploy")), {}, path)
+
+
+def test_readme_path_triton_repo_defaults_then_serve_then_request(tmp_path):
+    """`compsrt triton-repo --checkpoint C --out repo && compsrt serve repo` with every default (--device auto is
+    resolved on the server host), then a request: the output equals in-process upscaling and the log is clean."""
+    import select
+    import signal
+    import sys
+
+    from compsrt.cli import main
+    from compsrt.runtime.backends import torch_checkpoint_backend
+    from compsrt.runtime.serving.client import RemoteUpscaler
+
+    why = _binary_runs()
+    if why:
+        pytest.skip(f"tritonserver cannot start here: {why}")
+    ckpt = _quantized_checkpoint(tmp_path / "w4a4.pt")
+    repo = tmp_path / "repo"
+    assert main(["triton-repo", "--checkpoint", str(ckpt), "--out", str(repo)]) == 0
+    assert 'string_value: "auto"' in (repo / "compsrt_tile" / "config.pbtxt").read_text()
+    log = tmp_path / "server.log"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(server_mod.PACKAGE_ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "compsrt", "serve", str(repo), "--http-port", "0",
+                             "--grpc-port", "0", "--metrics-port", "0", "--json", "--log", str(log)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 180)
+        line = proc.stdout.readline() if ready else ""
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        assert line.startswith("{"), (line, proc.poll(), tail)
+        info = json.loads(line)
+        img = np.random.default_rng(6).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+        c = RemoteUpscaler(info["http"])
+        out = c.upscale(img)
+        c.close()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0, proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait(10)
+    backend = torch_checkpoint_backend(ckpt)
+    backend.tile = (64, 64)  # the repository's tile model: the default --tile
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local = TiledUpscaler(backend, overlap=16, batch=4).upscale(img).rgb
+    finally:
+        torch.set_num_threads(n)
+    assert np.array_equal(out, local)
+    text = log.read_text(errors="replace")
+    assert "compsrt_tile: checkpoint model on cpu (repository device auto)" in text or "on cuda" in text, text[-2000:]
+    assert "Traceback" not in text, text[-2000:]
+
+
+def test_a_model_that_fails_to_load_is_one_line(tmp_path):
+    """The server's reason, on one line (model and cause), not the python backend's stack from its log."""
+    why = _binary_runs()
+    if why:
+        pytest.skip(f"tritonserver cannot start here: {why}")
+    repo_mod.write_repository(tmp_path / "repo", checkpoint=_quantized_checkpoint(tmp_path / "c.pt"),
+                              options=repo_mod.RepoOptions(tile=16))
+    (tmp_path / "repo" / "compsrt_tile" / "1" / "model.pt").write_bytes(b"not a checkpoint")
+    env = server_mod.python_env() | {"OMP_NUM_THREADS": "1"}
+    with pytest.raises(CompsrtError) as exc:
+        server_mod.start(tmp_path / "repo", timeout=120, env=env, log=tmp_path / "server.log")
+    msg = str(exc.value)
+    assert len(msg.splitlines()) == 1 and "At:" not in msg, msg
+    assert "model compsrt_tile failed to load" in msg and "model.pt" in msg and "server.log" in msg, msg
+
+
 def test_client_error_without_server(capsys):
     from compsrt.cli import main
     from compsrt.runtime.profile import SAMPLE

@@ -19,11 +19,10 @@ import re
 import sys
 from pathlib import Path
 
+from ..artifacts import check_scale  # noqa: F401 - the commands' one --scale check
 from ..errors import CompsrtError
 
 DEVICE_HELP = "torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N (default %(default)s)"
-PLUGINS_HELP = ("HadamardTransform plugin: python (register the Python plugin), none, or the path of "
-                "libcompsrt_plugins.so (default %(default)s)")
 
 
 class Parser(argparse.ArgumentParser):
@@ -31,6 +30,9 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # noqa: D102 - argparse API
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+    def parse_known_args(self, args=None, namespace=None):  # argparse API: every parse goes through here
+        return super().parse_known_args(join_old_tile(list(sys.argv[1:] if args is None else args)), namespace)
 
 
 def join_negative_values(argv: list[str]) -> list[str]:
@@ -77,16 +79,39 @@ def parse_tile(text: str) -> tuple[int, int]:
     return h, w
 
 
-def tile_arg(text: str):
-    """``--tile`` for the runtime: N, WxH, or 0 = the whole image in one piece (any-size backends)."""
-    return 0 if str(text).strip() == "0" else parse_tile(text)
+def tile_type(whole: bool = False, square: bool = False):
+    """The one ``--tile`` type of every command: ``N``, ``WxH`` or the old ``H W`` (one argument, see
+    :func:`join_old_tile`; prints a deprecation line) -> (h, w); ``0`` = the whole image when ``whole``;
+    one int N when ``square``. Tiles above the model's limit (:mod:`compsrt.models.limits`) are refused."""
+    from ..models.limits import tile_limit_error
+
+    def parse(text: str):
+        t = str(text).strip()
+        if whole and t == "0":
+            return 0
+        parts = t.split()
+        if len(parts) == 2 and all(v.isdigit() for v in parts):
+            tile = (int(parts[0]), int(parts[1]))
+            if min(tile) <= 0:
+                raise argparse.ArgumentTypeError(f"sizes must be positive, got {t!r}")
+            deprecated(f"--tile {parts[0]} {parts[1]} (H W)", f"--tile {fmt_tile(tile)} (W x H)")
+        else:
+            tile = parse_tile(t)
+        if square and tile[0] != tile[1]:
+            raise argparse.ArgumentTypeError(f"expected one square size N here, got {text!r}")
+        too_large = tile_limit_error(tile)
+        if too_large:
+            raise argparse.ArgumentTypeError(too_large)
+        return tile[0] if square else tile
+
+    return parse
 
 
-def square_tile_arg(text: str) -> int:
-    h, w = parse_tile(text)
-    if h != w:
-        raise argparse.ArgumentTypeError(f"expected one square size N here, got {text!r}")
-    return h
+def add_tile_arg(p, help: str, *, default=None, required: bool = False, whole: bool = False, square: bool = False):
+    """``--tile`` as every command spells it (see :func:`tile_type`)."""
+    return p.add_argument("--tile", type=tile_type(whole, square), default=default, required=required,
+                          metavar="N" if square else "N|WxH",
+                          help=help + "; the old `--tile H W` still works for one release")
 
 
 def fmt_tile(tile) -> str:
@@ -95,27 +120,19 @@ def fmt_tile(tile) -> str:
     return f"{w}x{h}"
 
 
-class TileAction(argparse.Action):
-    """``--tile N|WxH``; the old two-number ``--tile H W`` (export, export-parity) is still read."""
-
-    def __init__(self, option_strings, dest, **kw):
-        kw.setdefault("metavar", "N|WxH")
-        super().__init__(option_strings, dest, nargs="+", **kw)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        try:
-            if len(values) == 1:
-                tile = parse_tile(values[0])
-            elif len(values) == 2 and all(v.isdigit() for v in values):
-                tile = (int(values[0]), int(values[1]))
-                deprecated(f"--tile {values[0]} {values[1]} (H W)", f"--tile {fmt_tile(tile)} (W x H)")
-                if min(tile) <= 0:
-                    raise argparse.ArgumentTypeError(f"sizes must be positive, got {' '.join(values)!r}")
-            else:
-                raise argparse.ArgumentTypeError(f"expected N or WxH, e.g. 64 or 96x64, got {' '.join(values)!r}")
-        except argparse.ArgumentTypeError as exc:
-            raise argparse.ArgumentError(self, str(exc)) from None
-        setattr(namespace, self.dest, tile)
+def join_old_tile(argv: list[str]) -> list[str]:
+    """``--tile 16 24`` (the old H W) -> ``--tile=16 24``: one argument for :func:`tile_type`, so ``--tile``
+    never swallows a positional argument (``upscale --tile 64 in.png out.png``)."""
+    out, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--tile" and i + 2 < len(argv) and argv[i + 1].isdigit() and argv[i + 2].isdigit():
+            out.append(f"--tile={argv[i + 1]} {argv[i + 2]}")
+            i += 3
+        else:
+            out.append(a)
+            i += 1
+    return out
 
 
 # -- files -----------------------------------------------------------------------------------------------------
@@ -133,6 +150,28 @@ def existing(what: str, hint: str = "", directory_ok: bool = False):
         return p
 
     return check
+
+
+PLUGINS_HELP = ("the HadamardTransform plugin for TensorRT: python (register the Python plugin in this process), "
+                "none, or PATH, a TensorRT plugin library such as libcompsrt_plugins.so (built from "
+                "compsrt/plugins/cpp)")
+
+
+def plugins_arg(text: str) -> str:
+    """``--plugins python|none|PATH`` in every command; a PATH must exist (refused while parsing)."""
+    if text in ("python", "none"):
+        return text
+    p = Path(text)
+    if not p.is_file():
+        raise MissingFile(f"plugin library {p} does not exist; pass --plugins python, none, or the path of a "
+                          "TensorRT plugin library (build libcompsrt_plugins.so from compsrt/plugins/cpp)")
+    return str(p)
+
+
+def add_plugins_arg(p, default: str | None, extra: str = "") -> None:
+    shown = default or "none"
+    p.add_argument("--plugins", type=plugins_arg, default=default, metavar="python|none|PATH",
+                   help=f"{PLUGINS_HELP}{extra} (default {shown})")
 
 
 def positive_int(text: str) -> int:
@@ -165,18 +204,9 @@ def add_json_flag(p: argparse.ArgumentParser, what: str) -> None:
 # -- models ------------------------------------------------------------------------------------------------------
 def resolve_device(name: str | None) -> str:
     """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; any other name as given."""
-    if name in (None, "auto"):
-        import torch
+    from ..runtime.backends.torch import resolve_device as resolve
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
-
-
-def check_scale(requested: int | None, actual: int, source) -> int:
-    """The model's scale; a different ``--scale`` is refused the same way by every command."""
-    if requested is not None and actual and requested != actual:
-        raise CompsrtError(f"{source} is a x{actual} model; pass --scale {actual} or omit --scale")
-    return actual
+    return resolve(name)
 
 
 class Spinner:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .args import DeprecatedAlias, TileAction, add_json_flag, existing, fmt_tile, positive_int
+from .args import DeprecatedAlias, add_json_flag, add_plugins_arg, add_tile_arg, existing, fmt_tile, positive_int
 
 CHECKPOINT_FILE = existing("checkpoint", "pass SwinIR-light .pth weights or a checkpoint from `compsrt calibrate`")
 ONNX_FILE = existing("ONNX model", "create it with `compsrt export`")
@@ -20,9 +20,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("export", help="export an FP or compressed (deploy-mode) checkpoint to ONNX for TensorRT")
     p.add_argument("--checkpoint", type=CHECKPOINT_FILE, required=True,
                    help="SwinIR-light .pth (FP) or a compressed checkpoint (.pt / .csrt from compsrt calibrate)")
-    p.add_argument("--tile", action=TileAction, required=True,
-                   help="static input tile in LR pixels, N or WxH, multiples of the window (8); "
-                        "the old `--tile H W` still works for one release")
+    add_tile_arg(p, "static input tile in LR pixels, N or WxH, multiples of the window (8)", required=True)
     p.add_argument("--batch", type=_batch, default=1, help="fixed batch size or 'dynamic' (default 1)")
     p.add_argument("--hadamard", choices=("plugin", "matmul", "fused-quant"), default="plugin",
                    help="Hadamard as the TensorRT plugin node (TensorRT only), as a constant MatMul (standard ops: "
@@ -55,9 +53,7 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("export-check", help="parse and build an exported ONNX with TensorRT(-RTX) (CPU is fine)")
     p.add_argument("model", type=ONNX_FILE, help="ONNX model written by `compsrt export`")
-    p.add_argument("--plugins", choices=("python", "none"), default="none",
-                   help="python: register the Python HadamardTransform plugin first, needed by --hadamard plugin "
-                        "graphs (default %(default)s)")
+    add_plugins_arg(p, "none", "; graphs exported with --hadamard plugin or fused-quant need python or PATH")
     p.add_argument("--plugin", dest="plugins", action=DeprecatedAlias, new="--plugins python", const="python")
     p.add_argument("--no-build", action="store_true", help="parse only")
     p.add_argument("--max-batch", type=positive_int, default=4, help="profile maximum for a dynamic batch (default %(default)s)")
@@ -68,7 +64,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("export-parity", help="ONNX Runtime (matmul variant) vs the PyTorch deploy simulation on a benchmark")
     p.add_argument("--checkpoint", type=CHECKPOINT_FILE, required=True, help="compressed checkpoint (.pt / .csrt)")
     p.add_argument("--onnx", type=ONNX_FILE, help="exported matmul-variant ONNX (default: exported to a temporary file)")
-    p.add_argument("--tile", action=TileAction, default=(64, 64), help="LR tile, N or WxH (default 64x64)")
+    add_tile_arg(p, "LR tile, N or WxH (default 64x64)", default=(64, 64))
     p.add_argument("--dataset", default="Set5", help="benchmark set (default %(default)s)")
     p.add_argument("--benchmarks", type=existing("benchmarks folder", directory_ok=True), metavar="DIR",
                    help="folder holding the benchmark sets (default $COMPSRT_BENCHMARKS, else $COMPSRT_DATA/benchmarks)")
@@ -107,10 +103,11 @@ def cmd_inspect(args) -> int:
 def cmd_check(args) -> int:
     from ..export.inspect import load_onnx
     from ..files import atomic_write_text
-    from ..runtime.engine import parse_and_build
+    from ..runtime.engine import parse_and_build, require_plugins
 
     load_onnx(args.model, external_data=False)
-    r = parse_and_build(args.model, register_plugin=args.plugins == "python", build=not args.no_build,
+    require_plugins(args.model, args.plugins)
+    r = parse_and_build(args.model, plugins=args.plugins, build=not args.no_build,
                         verbose=args.verbose_log is not None, engine_out=args.engine, max_batch=args.max_batch)
     if args.verbose_log:
         atomic_write_text(args.verbose_log, "\n".join(r.log) + "\n")
@@ -125,4 +122,4 @@ def cmd_parity(args) -> int:
     res = run_parity(args.checkpoint, tuple(args.tile), args.dataset, args.benchmarks, onnx_path=args.onnx,
                      floor=not args.no_floor, site_check=not args.no_site_check)
     print(json.dumps(res, indent=1) if args.json else format_parity(res))
-    return 0
+    return 1 if res["verdict"]["pass"] is False else 0

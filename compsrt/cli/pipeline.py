@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .args import DEVICE_HELP, existing, positive_int, square_tile_arg
+from .args import DEVICE_HELP, add_tile_arg, existing, positive_int
 
 
 def cmd_pipeline(args) -> int:
@@ -29,7 +29,6 @@ def register(sub) -> None:
                    help="smallest Set5 images scored against ground truth (default %(default)s)")
     p.add_argument("--profile-iters", type=positive_int, default=3, help="timed profile iterations (default %(default)s)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP.replace("torch device", "calibration device"))
-    p.add_argument("--tile", type=square_tile_arg, default=64, metavar="N",
-                   help="square LR tile of the export (default %(default)s)")
+    add_tile_arg(p, "square LR tile of the export (default %(default)s)", default=64, square=True)
     p.add_argument("--image", type=existing("image"), help="input image (default: the bundled sample)")
     p.set_defaults(func=cmd_pipeline)

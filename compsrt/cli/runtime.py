@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
-from .args import (DEVICE_HELP, PLUGINS_HELP, Spinner, add_json_flag, check_scale, existing,
-                       fmt_tile, parse_tile, positive_int, resolve_device, size_arg, square_tile_arg, tile_arg)
+from .args import (DEVICE_HELP, Spinner, add_json_flag, add_plugins_arg, add_tile_arg, check_scale, existing, fmt_tile,
+                   positive_int, resolve_device, size_arg)
 from ..errors import CompsrtError
 
 ONNX_FILE = existing("ONNX model", "create it with `compsrt export`")
@@ -39,9 +42,8 @@ def add_backend_args(p: argparse.ArgumentParser, engine: bool = True) -> None:
     g.add_argument("--providers", choices=("cpu", "cuda"), default="cpu",
                    help="ONNX Runtime execution provider (default %(default)s)")
     t = p.add_argument_group("tiling")
-    t.add_argument("--tile", type=tile_arg, metavar="N|WxH",
-                   help="LR tile, fixed for ONNX/engines; 0 = the whole image at once (default: the model's tile, "
-                        "else 256 for torch)")
+    add_tile_arg(t, "LR tile, fixed for ONNX/engines; 0 = the whole image at once (default: the model's tile, "
+                    "else 256 for torch)", whole=True)
     t.add_argument("--overlap", type=int, default=16, help="LR pixels shared by neighbouring tiles (default %(default)s)")
     t.add_argument("--margin", type=int, help="LR pixels at internal tile edges never used (default: overlap/4)")
     t.add_argument("--batch", type=positive_int, help="tiles per batch (default: the engine's batch, else 4)")
@@ -84,13 +86,16 @@ def make_upscaler(args, backend, progress=False):
 
 
 def _report_upscales(results, pairs, quiet: bool) -> tuple[list, list]:
-    """Print each result in input order (a single image's failure raises); (done, skipped) for the summary."""
+    """Print each result in input order (a single image's failure raises); (done, skipped) for the summary.
+    Images given up on an interrupt are neither: they were not written."""
     from tqdm.auto import tqdm
 
     done, skipped = [], []
     bar = tqdm(total=len(pairs), desc="upscale", unit="img", disable=len(pairs) == 1 or quiet)
     for r in results:
         bar.update(1)
+        if r.interrupted:
+            continue
         if not r.ok:
             if len(pairs) == 1:
                 raise CompsrtError(r.error)
@@ -104,6 +109,39 @@ def _report_upscales(results, pairs, quiet: bool) -> tuple[list, list]:
             tqdm.write(msg) if len(pairs) > 1 else print(msg)
     bar.close()
     return done, skipped
+
+
+class _StopEvent(threading.Event):
+    """A stop flag that also calls ``on_set`` (the pipeline's own stop) when set."""
+
+    on_set = None
+
+    def set(self) -> None:
+        super().set()
+        if self.on_set is not None:
+            self.on_set()
+
+
+@contextlib.contextmanager
+def _stop_on_ctrl_c():
+    """The first Ctrl-C sets the yielded event (no new image starts; those in flight finish or give up), a
+    second one interrupts at once. Outside the main thread (no signals there) the event is only yielded."""
+    stop = _StopEvent()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def on_sigint(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        print("compsrt upscale: stopping: no new image starts (Ctrl-C again to abort)", file=sys.stderr, flush=True)
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def cmd_upscale(args) -> int:
@@ -121,25 +159,31 @@ def cmd_upscale(args) -> int:
         pairs = [(src, dst)]
     t0 = time.perf_counter()
     encode = options_from_args(args)
-    if args.server:
-        from ..runtime.serving.client import upscale_files
+    with _stop_on_ctrl_c() as stop:
+        if args.server:
+            from ..runtime.serving.client import upscale_files
 
-        describe = {"server": args.server}
-        done, skipped = _report_upscales(upscale_files(args.server, pairs, encode, args.max_pixels, workers=args.workers),
-                                         pairs, args.json)
-        tile = None
-    else:
-        from ..runtime.pipelined import PipelinedUpscaler
+            describe = {"server": args.server}
+            done, skipped = _report_upscales(upscale_files(args.server, pairs, encode, args.max_pixels,
+                                                           workers=args.workers, stop=stop), pairs, args.json)
+            tile = None
+        else:
+            from ..runtime.pipelined import PipelinedUpscaler
 
-        with make_backend(args) as backend:
-            up = make_upscaler(args, backend, progress=len(pairs) == 1 and not args.json)
-            pipe = PipelinedUpscaler(up, host_workers=args.workers, encode=encode, max_pixels=args.max_pixels)
-            done, skipped = _report_upscales(pipe.run(pairs), pairs, args.json)
-            describe, tile = backend.describe(), up.tile
+            with make_backend(args) as backend:
+                up = make_upscaler(args, backend, progress=len(pairs) == 1 and not args.json)
+                pipe = PipelinedUpscaler(up, host_workers=args.workers, encode=encode, max_pixels=args.max_pixels)
+                stop.on_set = pipe.stop
+                done, skipped = _report_upscales(pipe.run(pairs), pairs, args.json)
+                describe, tile = backend.describe(), up.tile
     if args.json:
         print(json.dumps({"outputs": done, "failed": len(skipped), "skipped": skipped, "backend": describe,
                           "tile": fmt_tile(tile) if tile else "whole image" if not args.server else "server",
-                          "seconds": round(time.perf_counter() - t0, 3)}))
+                          "interrupted": stop.is_set(), "seconds": round(time.perf_counter() - t0, 3)}))
+    if stop.is_set():
+        print(f"compsrt upscale: interrupted: {len(done)} of {len(pairs)} images written"
+              + (" (listed above)" if done and not args.json else ""), file=sys.stderr)
+        return 130
     if skipped:
         print(f"compsrt upscale: {len(skipped)} of {len(pairs)} images failed", file=sys.stderr)
         return 2
@@ -259,13 +303,12 @@ def register(sub) -> None:
     p.add_argument("--onnx", type=ONNX_FILE, required=True, help="ONNX model written by `compsrt export`")
     p.add_argument("--out", type=Path, required=True, help="engine file (sidecar, log and layer info written beside)")
     p.add_argument("--sparse", action="store_true", help="enable SPARSE_WEIGHTS (automatic when 2:4 weights are found)")
-    p.add_argument("--plugins", default="python", help=PLUGINS_HELP)
+    add_plugins_arg(p, "python")
     p.add_argument("--timing-cache", type=Path,
                    help="timing cache file, read if present and updated after the build (default: none)")
     p.add_argument("--workspace", type=positive_int, metavar="MB", help="workspace limit in MB (default: TensorRT's)")
     p.add_argument("--batch", type=positive_int, help="batch for graphs with a dynamic batch dim (default 1)")
-    p.add_argument("--tile", type=parse_tile, metavar="N|WxH",
-                   help="tile for graphs with dynamic spatial dims (default: the ONNX sidecar's)")
+    add_tile_arg(p, "tile for graphs with dynamic spatial dims (default: the ONNX sidecar's)")
     p.add_argument("--compute-capability", metavar="SMxy",
                    help="TensorRT-RTX only: target, e.g. SM89 (default: TensorRT-RTX's own)")
     add_json_flag(p, "a summary of the engine and the files written")
@@ -296,8 +339,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("selftest", help="verify this machine: build a small engine, compare TensorRT with ONNX Runtime "
                                         "(exit 3: comparison skipped)")
-    p.add_argument("--tile", type=square_tile_arg, default=32, metavar="N", help="square LR tile of the test model (default %(default)s)")
+    add_tile_arg(p, "square LR tile of the test model (default %(default)s)", default=32, square=True)
     p.add_argument("--scale", type=int, choices=(2, 3, 4), default=2, help="scale of the test model (default %(default)s)")
-    p.add_argument("--plugins", default="python", help=PLUGINS_HELP)
+    add_plugins_arg(p, "python")
     p.add_argument("--keep", type=Path, metavar="DIR", help="keep the ONNX model and engine in this folder (default: a temporary one)")
     p.set_defaults(func=cmd_selftest)

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ..errors import CompsrtError
-from .args import positive_int
+from .args import add_plugins_arg, tile_type
 
 
 def _repo_options(args):
@@ -41,7 +41,12 @@ def cmd_serve(args) -> int:
     repo = args.repo
     if repo is None:
         raise CompsrtError("pass the repository written by `compsrt triton-repo` (compsrt serve REPO)")
-    extra = [f"--backend-config=tensorrt,plugins={args.plugins}"] if args.plugins else []
+    if args.plugins == "python":
+        raise CompsrtError("--plugins python cannot load in Triton's tensorrt backend; pass the C++ plugin library "
+                           "(--plugins path/to/libcompsrt_plugins.so, built from compsrt/plugins/cpp) or none")
+    # absolute: the server runs in a folder of its own
+    extra = ([f"--backend-config=tensorrt,plugins={Path(args.plugins).resolve()}"]
+             if args.plugins not in (None, "none") else [])
     s = server.start(repo, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
                      metrics_port=args.metrics_port, timeout=args.timeout, log=args.log, extra_args=extra)
     info = {"http": s.http_url, "grpc": s.grpc_url, "metrics": s.metrics_url,
@@ -70,9 +75,13 @@ def register(sub) -> None:
 
     p = sub.add_parser("triton-repo", help="write a Triton Inference Server model repository (tile + whole-image models)")
     add_backend_args(p)
-    tile = next(a for a in p._actions if a.dest == "tile")  # the tile model's fixed square tile, not the runtime's
-    tile.type, tile.default, tile.metavar = positive_int, 64, "N"
-    tile.help = "square LR tile of the tile model, a multiple of 8 (default %(default)s)"
+    tile = next(a for a in p._actions if a.dest == "tile")  # the tile model's fixed tile: no 0 (whole image) here
+    tile.type, tile.default = tile_type(), 64
+    tile.help = ("LR tile of the python tile model, N or WxH, multiples of 8 (default %(default)s; ONNX models and "
+                 "engines keep their own); the old `--tile H W` still works for one release")
+    device = next(a for a in p._actions if a.dest == "device")
+    device.help = ("torch device of the python tile model: auto (resolved when the server loads the model: cuda when "
+                   "the server host's torch sees a GPU, else cpu), cpu, cuda or cuda:N (default %(default)s)")
     p.add_argument("--out", type=Path, required=True, help="repository folder to write")
     p.add_argument("--runtime", choices=("auto", "onnxruntime", "python"), default="auto",
                    help="for --onnx: the stock onnxruntime backend (auto) or ONNX Runtime inside the python backend "
@@ -90,7 +99,7 @@ def register(sub) -> None:
     p.add_argument("--http-port", type=int, default=8000, help="HTTP/REST port (default %(default)s)")
     p.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default %(default)s)")
     p.add_argument("--metrics-port", type=int, default=8002, help="Prometheus metrics port (default %(default)s)")
-    p.add_argument("--plugins", help="TensorRT plugin library for engine models, libcompsrt_plugins.so (default: none)")
+    add_plugins_arg(p, None, "; for engine models only a library PATH loads in Triton's tensorrt backend")
     p.add_argument("--log", type=Path, help="server log file (default: a temporary file)")
     p.add_argument("--timeout", type=float, default=180, help="seconds to wait for readiness (default 180)")
     p.add_argument("--duration", type=float, help=argparse.SUPPRESS)  # tests: stop after this many seconds

@@ -16,6 +16,7 @@ from ..artifacts import INPUT_NAME, ONNX_FORMAT, OUTPUT_NAME, write_sidecar
 from ..errors import CompsrtError
 from ..files import atomic_path, sha256_file
 from ..hadamard import PLUGIN_VERSION
+from ..models.limits import tile_limit_error
 from .graph import StaticSwinIR, trace_to_onnx
 from .surgery import (HADAMARD_VARIANTS, PLUGIN_DOMAIN, PLUGIN_OP, PLUGIN_VARIANTS, compact_constants, int4_site,
                       remove_identities, replace_markers, to_plugin)
@@ -60,6 +61,9 @@ class ExportOptions:
                                "use --hadamard matmul or plugin")
         if self.batch is not None and self.batch < 1:
             raise CompsrtError(f"--batch must be a positive integer or 'dynamic', got {self.batch}")
+        too_large = tile_limit_error(tuple(self.tile), self.batch or 1)
+        if too_large:  # before any tensor of that size is allocated
+            raise CompsrtError(too_large)
 
 
 @dataclass
@@ -197,7 +201,14 @@ def build_onnx(model: nn.Module, opts: ExportOptions, meta: dict | None = None) 
 
 
 def export_model(model: nn.Module, out: str | os.PathLike, opts: ExportOptions, meta: dict | None = None) -> ExportResult:
-    proto, sidecar = build_onnx(model, opts, meta)
+    try:
+        proto, sidecar = build_onnx(model, opts, meta)
+    except (RuntimeError, MemoryError) as exc:  # a tile under the limit can still exceed this machine's memory
+        msg = str(exc)
+        if not isinstance(exc, MemoryError) and "alloc" not in msg.lower() and "out of memory" not in msg.lower():
+            raise
+        raise CompsrtError(f"not enough memory to export tile {opts.tile[1]}x{opts.tile[0]} (batch {opts.batch or 1}) "
+                           f"on this machine ({(msg.splitlines() or [''])[0][:160]}); use a smaller --tile") from None
     out = Path(out)
     with atomic_path(out) as tmp:
         onnx.save(proto, str(tmp))

@@ -154,6 +154,7 @@ def build_engine(onnx_path, out, sparse: bool = False, plugins: str | None = "py
     keep_log = False
     t0 = time.perf_counter()
     try:
+        require_plugins(onnx_path, plugins)
         builder = trt.Builder(logger)
         plugin = _setup_plugins(trt, builder, plugins)
         network, strongly_typed = create_network(trt, builder)
@@ -325,26 +326,60 @@ class BuildReport:
         return {k: v for k, v in vars(self).items() if k != "log"}
 
 
-def parse_and_build(onnx_path: str | os.PathLike, *, register_plugin: bool = False, build: bool = True,
+def plugin_ops(onnx_path: str | os.PathLike) -> dict[str, int]:
+    """``{"namespace::op": node count}`` of the custom-domain nodes of a graph: what needs a TensorRT plugin."""
+    from ..export.inspect import load_onnx
+
+    found: dict[str, int] = {}
+    for n in load_onnx(onnx_path, external_data=False).graph.node:
+        if n.domain not in ("", "ai.onnx"):
+            key = f"{n.domain}::{n.op_type}"
+            found[key] = found.get(key, 0) + 1
+    return found
+
+
+def require_plugins(onnx_path: str | os.PathLike, plugins: str | None) -> None:
+    """Refuse a graph with plugin nodes when no plugin is loaded, before TensorRT's parser (which reports one
+    "Plugin not found" error per node and no fix)."""
+    if plugins not in (None, "none"):
+        return
+    ops = plugin_ops(onnx_path)
+    if ops:
+        names = ", ".join(f"{k} ({v} nodes)" for k, v in ops.items())
+        raise CompsrtError(f"{onnx_path} needs the TensorRT plugin {names}: pass --plugins python (the Python "
+                           "plugin) or --plugins PATH (a plugin library such as libcompsrt_plugins.so from "
+                           "compsrt/plugins/cpp)")
+
+
+def _collapse(errors: list[str]) -> list[str]:
+    """Identical messages once each, with their count (the parser repeats one error per node)."""
+    counts: dict[str, int] = {}
+    for e in errors:
+        counts[e] = counts.get(e, 0) + 1
+    return [e if n == 1 else f"{e} (x{n})" for e, n in counts.items()]
+
+
+def parse_and_build(onnx_path: str | os.PathLike, *, plugins: str | None = None, build: bool = True,
                     verbose: bool = False, engine_out: str | os.PathLike | None = None,
                     max_batch: int = 4) -> BuildReport:
-    """Parse ``onnx_path`` into a (strongly typed) network and optionally build a serialized engine."""
+    """Parse ``onnx_path`` into a (strongly typed) network and optionally build a serialized engine.
+
+    ``plugins``: python (register the Python plugin), None / none, or the path of a plugin library.
+    """
     from ..plugins.trt_compat import tensorrt_flavor
 
     trt = tensorrt()
     sev = trt.ILogger.Severity.VERBOSE if verbose else trt.ILogger.Severity.WARNING
     logger = make_logger(trt, min_severity=sev)
     report = BuildReport(tensorrt_flavor(trt), getattr(trt, "__version__", "?"), False, False, log=logger.lines)
-    if register_plugin:
-        from ..plugins import register_python_plugin
-
-        report.plugin_registered = bool(register_python_plugin(trt))
     start = time.perf_counter()
     builder = trt.Builder(logger)
+    if plugins not in (None, "none"):
+        report.plugin_registered = _setup_plugins(trt, builder, plugins)["kind"] != "none"
     network, _ = create_network(trt, builder)
     parser = trt.OnnxParser(network, logger)
     report.parsed = bool(parser.parse_from_file(str(onnx_path)))
-    report.parse_errors = [str(parser.get_error(i).desc()) for i in range(parser.num_errors)]
+    report.parse_errors = _collapse([str(parser.get_error(i).desc()) for i in range(parser.num_errors)])
     if report.parsed:
         report.layers = network.num_layers
         for i in range(network.num_layers):
@@ -376,6 +411,7 @@ def parse_and_build(onnx_path: str | os.PathLike, *, register_plugin: bool = Fal
             if engine_out is not None:
                 atomic_write_bytes(engine_out, bytes(engine))
         else:
-            report.build_errors = [ln for ln in logger.lines if ln.startswith(("[ERROR]", "[INTERNAL_ERROR]"))]
+            errors = [ln for ln in logger.lines if ln.startswith(("[ERROR]", "[INTERNAL_ERROR]"))]
+            report.build_errors = _collapse(errors)
     report.seconds = time.perf_counter() - start
     return report

@@ -7,9 +7,14 @@ CUDA backend, so the copies and kernels of one batch overlap those of the next (
 compiled model, see :func:`_device_workers`; other backends
 get one device worker: an ONNX Runtime session or a TensorRT context is not shared between
 threads). At most ``depth`` images are in flight (bounded memory); results are yielded in input
-order. A file that fails (corrupt, too large, unwritable) is reported in its result and skipped;
-Ctrl-C stops the submission, lets the images in flight finish or fail, and leaves no partial
-file (every output is a temporary file renamed into place).
+order. A file that fails (corrupt, too large, unwritable) is reported in its result and skipped.
+
+Stopping (:meth:`PipelinedUpscaler.stop`, which ``compsrt upscale`` calls on Ctrl-C): no new image is
+started, the images in flight give up at their next step (before each device batch and before
+encoding; eager torch and ONNX Runtime also abandon the batch running, see ``Backend.cancel``),
+and :meth:`~PipelinedUpscaler.run` yields the results of those in flight, written or
+``interrupted``, then ends: every file written is in a yielded result. No partial file is left (every
+output is a temporary file renamed into place).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CompsrtError
+from .backends.base import Interrupted
 from .tiling import Stitcher, extract_tiles, pad_image
 from .timing import StageTimer
 from .upscaler import TiledUpscaler, upscale_alpha
@@ -41,6 +47,7 @@ class FileResult:
     out_size: tuple[int, int] | None = None
     mode: str | None = None
     seconds: float = 0.0  # submit -> written
+    interrupted: bool = False  # given up because the run was stopped (nothing written)
     timer: StageTimer = field(default_factory=StageTimer)
 
 
@@ -79,7 +86,18 @@ class PipelinedUpscaler:
             s = self._local.stream = torch.cuda.Stream(self.backend.device)
         return s
 
+    def stop(self) -> None:
+        """Start no new image; images in flight give up at their next step, the batch running on the device
+        where its backend can (:meth:`~compsrt.runtime.backends.Backend.cancel`). Thread- and signal-safe."""
+        self._stop.set()
+        self.backend.cancel()
+
+    def _check_stop(self) -> None:
+        if self._stop.is_set():
+            raise Interrupted("interrupted")
+
     def _run_batch(self, x: np.ndarray, timer: StageTimer) -> np.ndarray:
+        self._check_stop()
         if getattr(self.backend, "compiled", False):
             with self._warm_lock:  # torch.compile traces a new shape once, not from two threads at a time
                 first = self._warm.get(x.shape, 0) < 2
@@ -106,8 +124,7 @@ class PipelinedUpscaler:
         res = FileResult(src, dst, False)
         timer = res.timer
         try:
-            if self._stop.is_set():
-                raise CompsrtError("not started: interrupted")
+            self._check_stop()
             if dst.suffix.lower() not in SAVE_FORMATS:
                 raise CompsrtError(f"cannot write {dst}: use one of the extensions {', '.join(SAVE_FORMATS)}")
             with timer.stage("decode"):
@@ -137,9 +154,12 @@ class PipelinedUpscaler:
                 if sixteen:
                     out = np.round(np.clip(stitch.result_f32, 0.0, 1.0) * 65535.0).astype(np.uint16)
                 alpha = upscale_alpha(image.alpha, self.backend.scale)
+            self._check_stop()
             with timer.stage("encode"):
                 save_image_any(dst, out, alpha, self.encode)
             res.ok, res.in_size, res.out_size, res.mode = True, (w, h), (out.shape[1], out.shape[0]), image.mode
+        except Interrupted as exc:
+            res.error, res.interrupted = f"{src}: {exc}", True
         except CompsrtError as exc:
             res.error = str(exc)
         except (OSError, ValueError, RuntimeError) as exc:  # a write or a backend failure: this file only
@@ -149,13 +169,16 @@ class PipelinedUpscaler:
 
     # ---------------------------------------------------------------------------- many images
     def run(self, pairs: Iterable[tuple[Path, Path]]) -> Iterator[FileResult]:
-        """Yield one :class:`FileResult` per (src, dst) pair, in input order."""
+        """Yield one :class:`FileResult` per (src, dst) pair, in input order; after :meth:`stop`, only those
+        of the images that were in flight (see the module docstring)."""
         self._stop.clear()
         hostpool = ThreadPoolExecutor(self.host_workers, thread_name_prefix="compsrt-host")
         devpool = ThreadPoolExecutor(self.device_workers, thread_name_prefix="compsrt-device")
         window: deque[Future] = deque()
         try:
             for src, dst in pairs:
+                if self._stop.is_set():
+                    break
                 window.append(hostpool.submit(self._process, Path(src), Path(dst), devpool))
                 while len(window) >= self.depth:
                     yield window.popleft().result()

@@ -15,6 +15,10 @@ from ...errors import CompsrtError
 from ..timing import StageTimer
 
 
+class Interrupted(CompsrtError):
+    """Work given up because the run was stopped (Ctrl-C): not a failure of the input."""
+
+
 class Backend:
     name = "backend"
     scale: int
@@ -24,6 +28,10 @@ class Backend:
 
     def infer(self, x: np.ndarray, timer: StageTimer) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def cancel(self) -> None:
+        """Give up the batch running in another thread where the runtime can (it raises :class:`Interrupted`);
+        the backend runs nothing more afterwards. Default: the batch finishes."""
 
     def run(self, x: np.ndarray, timer: StageTimer | None = None) -> np.ndarray:
         """Upscale ``x`` (N, 3, h, w) float32, honouring a fixed batch by splitting and padding."""

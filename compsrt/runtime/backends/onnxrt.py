@@ -11,7 +11,7 @@ import numpy as np
 from ...artifacts import read_sidecar, sidecar_tile
 from ...errors import CompsrtError
 from ..timing import StageTimer
-from .base import Backend
+from .base import Backend, Interrupted
 
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 
@@ -108,10 +108,23 @@ class OrtBackend(Backend):
             self.scale = self.session.run([self.output_name], {self.input_name: probe})[0].shape[2] // 8
         self.meta = meta
         self.window = int(meta.get("window_size") or 8)
+        import onnxruntime as ort
+
+        self._run_options = ort.RunOptions()  # cancel() sets its terminate flag
+
+    def cancel(self) -> None:
+        """ONNX Runtime's own stop: the running ``session.run`` returns early with an error."""
+        self._run_options.terminate = True
 
     def infer(self, x: np.ndarray, timer: StageTimer) -> np.ndarray:
         t0 = time.perf_counter()
-        y = self.session.run([self.output_name], {self.input_name: x.astype(self.in_dtype, copy=False)})[0]
+        try:
+            y = self.session.run([self.output_name], {self.input_name: x.astype(self.in_dtype, copy=False)},
+                                 self._run_options)[0]
+        except Exception:  # any error of a terminated run is the stop, not the input's fault
+            if self._run_options.terminate:
+                raise Interrupted("interrupted") from None
+            raise
         timer.add("compute", time.perf_counter() - t0)
         return np.asarray(y, dtype=np.float32)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -12,9 +13,30 @@ import numpy as np
 
 from ...errors import CompsrtError
 from ..timing import StageTimer
-from .base import Backend
+from .base import Backend, Interrupted
 
 DTYPES = ("fp32", "bf16", "fp16")
+DEVICE_FORMS = "auto, cpu, cuda or cuda:N"
+
+
+def resolve_device(name: str | None) -> str:
+    """``auto`` (or None) -> ``cuda`` when torch sees a GPU here, else ``cpu``; any other name as given.
+
+    Resolved where the model runs: a Triton repository records ``auto`` and its tile model resolves it
+    on the server host, which need not be the machine that wrote the repository.
+    """
+    if name in (None, "auto"):
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def check_device_name(name: str) -> str:
+    """Refuse a device name torch would not take (before it is written anywhere), one line."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(name)):
+        raise CompsrtError(f"--device {name!r} is not a device: use {DEVICE_FORMS}")
+    return name
 
 
 class TorchBackend(Backend):
@@ -35,6 +57,7 @@ class TorchBackend(Backend):
         if dtype not in DTYPES:
             raise CompsrtError(f"dtype must be one of {DTYPES}, got {dtype}")
         self.torch = torch
+        device = resolve_device(device)
         try:
             self.device = torch.device(device)
             if self.device.type == "cuda" and not torch.cuda.is_available():
@@ -95,6 +118,18 @@ class TorchBackend(Backend):
         static_x.copy_(xd)
         graph.replay()
         return static_y
+
+    def cancel(self) -> None:
+        """Eager models stop at the next Swin block (a pre-hook that raises); a compiled model or a CUDA graph
+        runs its batch to the end."""
+        from ...models.swinir import SwinTransformerBlock
+
+        def stop(module, args):
+            raise Interrupted("interrupted")
+
+        for m in self.model.modules():
+            if isinstance(m, SwinTransformerBlock):
+                m.register_forward_pre_hook(stop)
 
     def infer(self, x: np.ndarray, timer: StageTimer) -> np.ndarray:
         torch = self.torch

@@ -68,11 +68,14 @@ class RemoteUpscaler:
         self.client.close()
 
 
-def upscale_files(url: str, pairs, encode=None, max_pixels: int | None = None, workers: int | None = None):
+def upscale_files(url: str, pairs, encode=None, max_pixels: int | None = None, workers: int | None = None,
+                  stop=None):
     """Yield a :class:`~compsrt.runtime.pipelined.FileResult` per (src, dst), in order; ``workers``
-    concurrent requests (one client each)."""
+    concurrent requests (one client each). Once ``stop`` (a :class:`threading.Event`) is set no new request
+    starts, and only the results of the requests already sent are yielded (their files are written)."""
     import threading
     import time
+    from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     from ...encoding import load_image_any, save_image_any
@@ -81,10 +84,14 @@ def upscale_files(url: str, pairs, encode=None, max_pixels: int | None = None, w
 
     RemoteUpscaler(url).close()  # fail fast, once, when nobody answers
     local = threading.local()
+    stop = stop or threading.Event()
 
     def one(src, dst):
         t0 = time.perf_counter()
         res = FileResult(src, dst, False)
+        if stop.is_set():
+            res.error, res.interrupted = f"{src}: interrupted", True
+            return res
         try:
             if not hasattr(local, "client"):
                 local.client = RemoteUpscaler(url)
@@ -99,7 +106,14 @@ def upscale_files(url: str, pairs, encode=None, max_pixels: int | None = None, w
         res.seconds = time.perf_counter() - t0
         return res
 
-    with ThreadPoolExecutor(workers or 4) as pool:
-        futures = [pool.submit(one, Path(s), Path(d)) for s, d in pairs]
-        for f in futures:
-            yield f.result()
+    n = workers or 4
+    with ThreadPoolExecutor(n) as pool:
+        window: deque = deque()
+        for s, d in pairs:
+            if stop.is_set():
+                break
+            window.append(pool.submit(one, Path(s), Path(d)))
+            while len(window) >= 2 * n:  # bounded: a stop leaves at most this many requests to finish
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import CompsrtError
-from ...files import atomic_write_text
+from ...files import atomic_write_text, temp_dir_beside
 
 TILE_MODEL = "compsrt_tile"
 IMAGE_MODEL = "compsrt_upscale"
@@ -32,13 +32,13 @@ REPO_FORMAT = "compsrt-triton-repo/1"
 
 @dataclass
 class RepoOptions:
-    tile: int = 64  # LR tile for the python tile model (ONNX/engines: their own fixed tile)
+    tile: int | tuple[int, int] = 64  # LR tile (N or (h, w)) of the python tile model (ONNX/engines: their own)
     max_batch: int = 8  # the tile model's max_batch_size (dynamic batch)
     tiles_per_request: int = 4  # tiles the whole-image model sends per BLS request
     overlap: int = 16
     instances: int = 1  # instance_group count per model
     kind: str = "auto"  # instance kind: auto (GPU for engines / cuda devices), cpu, gpu
-    device: str = "cpu"  # torch device inside the python tile model
+    device: str = "cpu"  # torch device inside the python tile model; auto: resolved on the server host
     dtype: str = "fp32"
     max_pixels: int = 4_000_000  # whole-image requests above this many input pixels are refused
     queue_delay_us: int = 2000  # dynamic batching: how long the tile model waits to fill a batch
@@ -93,17 +93,36 @@ def validate_config(text: str) -> None:
         raise AssertionError(f"generated config.pbtxt does not parse: {exc}\n{text}") from None
 
 
-def _onnx_io(path: Path) -> tuple[str, str, list, str]:
+def _onnx_io(path: Path) -> tuple[str, str, list, list, str]:
+    """(input name, output name, input dims, output dims, Triton io type) of an image model; -1 = dynamic."""
     import onnx
 
-    try:
-        m = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise CompsrtError(f"cannot read ONNX model {path}: {exc}") from None
+    from ...export.inspect import load_onnx
+
+    m = load_onnx(path, external_data=False)  # refuses empty and non-ONNX files, one line
+    fix = "serve an image model written by `compsrt export` (input N x 3 x H x W)"
     inp, out = m.graph.input[0], m.graph.output[0]
-    dims = [d.dim_value if d.HasField("dim_value") else -1 for d in inp.type.tensor_type.shape.dim]
+
+    def dims(v):
+        return [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim]
+
+    if len(dims(inp)) != 4 or dims(inp)[1] not in (3, -1):
+        raise CompsrtError(f"{path} takes {inp.name} of shape {dims(inp)}, not an image batch; {fix}")
     elem = inp.type.tensor_type.elem_type
-    return inp.name, out.name, dims, "TYPE_FP16" if elem == onnx.TensorProto.FLOAT16 else "TYPE_FP32"
+    return inp.name, out.name, dims(inp), dims(out), "TYPE_FP16" if elem == onnx.TensorProto.FLOAT16 else "TYPE_FP32"
+
+
+def _onnx_scale(path: Path, meta: dict, in_dims: list, out_dims: list, requested: int | None) -> int:
+    """The graph's scale (sidecar, else static output / input height); ``requested`` must agree with it."""
+    from ...artifacts import check_scale
+
+    found = meta.get("scale")
+    if not found and len(out_dims) == 4 and in_dims[2] > 0 and out_dims[2] > 0 and out_dims[2] % in_dims[2] == 0:
+        found = out_dims[2] // in_dims[2]
+    s = check_scale(requested, int(found) if found else None, path) or requested
+    if not s:
+        raise CompsrtError(f"{path} records no scale (no compsrt sidecar, dynamic output size); pass --scale 2, 3 or 4")
+    return int(s)
 
 
 def _write_model(root: Path, name: str, config: str, files: dict[str, Path | str]) -> None:
@@ -119,21 +138,50 @@ def _write_model(root: Path, name: str, config: str, files: dict[str, Path | str
 
 
 def write_repository(out: Path, *, engine: Path | None = None, onnx: Path | None = None,
-                     checkpoint: Path | None = None, scale: int = 4, weights: Path | None = None,
+                     checkpoint: Path | None = None, scale: int | None = None, weights: Path | None = None,
                      options: RepoOptions | None = None) -> dict:
-    """Write the two-model repository under ``out``; returns the manifest (also ``compsrt_repo.json``)."""
+    """Write the two-model repository under ``out``; returns the manifest (also ``compsrt_repo.json``).
+
+    ``scale``: the requested factor (``--scale``); a model that records another is refused. Everything is
+    written into a temporary folder beside ``out`` and moved into place only when all of it succeeded:
+    a refused or failed run leaves ``out`` as it was (absent, or the previous repository).
+    """
     o = options or RepoOptions()
     chosen = [n for n, v in (("--engine", engine), ("--onnx", onnx), ("--checkpoint", checkpoint)) if v]
     if len(chosen) > 1:
         raise CompsrtError(f"pass only one of --engine, --onnx, --checkpoint (got {', '.join(chosen)})")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CompsrtError(f"{out} is a file; pass a folder for the repository")
     if out.exists() and any(out.iterdir()) and not (out / "compsrt_repo.json").is_file():
         raise CompsrtError(f"{out} exists and is not a compsrt model repository; choose an empty or new folder")
-    for name in (TILE_MODEL, IMAGE_MODEL):
-        shutil.rmtree(out / name, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
-    if o.tile % 8 or o.tile <= 0:
-        raise CompsrtError(f"--tile {o.tile} must be a positive multiple of 8 (the window)")
+    tmp = temp_dir_beside(out)
+    try:
+        manifest = _write_into(tmp, engine, onnx, checkpoint, scale, weights, o)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not out.exists():
+            tmp.rename(out)
+        else:  # a compsrt repository (or an empty folder): its two models and manifest are replaced
+            for entry in (TILE_MODEL, IMAGE_MODEL, "compsrt_repo.json"):
+                old = out / entry
+                if old.is_dir():
+                    shutil.rmtree(old)
+                else:
+                    old.unlink(missing_ok=True)
+                (tmp / entry).rename(old)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already when renamed into place
+    return manifest
+
+
+def _write_into(out: Path, engine, onnx, checkpoint, scale: int | None, weights, o: RepoOptions) -> dict:
+    from ...artifacts import check_scale
+    from ..backends.torch import check_device_name
+
+    tile_req = (o.tile, o.tile) if isinstance(o.tile, int) else tuple(o.tile)
+    if min(tile_req) <= 0 or tile_req[0] % 8 or tile_req[1] % 8:
+        raise CompsrtError(f"--tile {tile_req[1]}x{tile_req[0]} must be a positive multiple of 8 (the window)")
+    check_device_name(o.device)
     gpu_kind = "KIND_GPU" if (o.kind == "gpu" or (o.kind == "auto" and (engine or o.device.startswith("cuda")))) else "KIND_CPU"
     fixed_batch = None
     notes: list[str] = []
@@ -148,6 +196,7 @@ def write_repository(out: Path, *, engine: Path | None = None, onnx: Path | None
         if not meta.get("tile") or not meta.get("scale"):
             raise CompsrtError(f"{engine} is not an image engine with a fixed tile (sidecar has no tile/scale)")
         tile, s, fixed_batch = tuple(meta["tile"]), int(meta["scale"]), int(meta["batch"])
+        check_scale(scale, s, engine)
         in_name, out_name = meta["inputs"][0], meta["outputs"][0]
         io_type = "TYPE_FP16" if "HALF" in str(meta.get("input_dtype", "")).upper() else "TYPE_FP32"
         backend, files = "tensorrt", {"model.plan": engine}
@@ -163,12 +212,12 @@ def write_repository(out: Path, *, engine: Path | None = None, onnx: Path | None
         onnx = Path(onnx)
         if not onnx.is_file():
             raise CompsrtError(f"ONNX model {onnx} does not exist; create it with `compsrt export`")
-        in_name, out_name, dims, io_type = _onnx_io(onnx)
+        in_name, out_name, dims, out_dims, io_type = _onnx_io(onnx)
         from ...artifacts import read_sidecar, sidecar_tile
 
         meta = read_sidecar(onnx)
-        tile = tuple(dims[2:]) if all(d > 0 for d in dims[2:]) else sidecar_tile(meta) or (o.tile, o.tile)
-        s = int(meta.get("scale") or scale)
+        tile = tuple(dims[2:]) if all(d > 0 for d in dims[2:]) else sidecar_tile(meta) or tile_req
+        s = _onnx_scale(onnx, meta, dims, out_dims, scale)
         runtime = "onnxruntime" if o.runtime == "auto" else o.runtime
         if runtime not in ("onnxruntime", "python"):
             raise CompsrtError(f"--runtime must be onnxruntime or python, got {o.runtime}")
@@ -184,7 +233,7 @@ def write_repository(out: Path, *, engine: Path | None = None, onnx: Path | None
             notes.append("ONNX served through the python backend with ONNX Runtime inside (no onnxruntime backend "
                          "in this Triton); a stock NGC server runs the same ONNX with --runtime onnxruntime")
     else:
-        tile = (o.tile, o.tile)
+        tile = tile_req
         in_name, out_name, io_type, backend = "LR", "SR", "TYPE_FP32", "python"
         files = {"model.py": HERE / "triton_tile_model.py"}
         if checkpoint:
@@ -194,14 +243,17 @@ def write_repository(out: Path, *, engine: Path | None = None, onnx: Path | None
             from ..backends import torch_checkpoint_backend
 
             s = torch_checkpoint_backend(checkpoint).scale  # refuses a bad checkpoint now, not at server start
+            check_scale(scale, s, checkpoint)
             files["model" + checkpoint.suffix] = checkpoint
             tile_params = {"source": "checkpoint", "file": "model" + checkpoint.suffix, "scale": s}
         else:
-            from ...models.weights import load_swinir, resolve_weights
+            from ...models.weights import load_swinir, read_state_dict, resolve_weights, scale_of_state_dict
 
-            w = resolve_weights(scale, weights)
-            load_swinir(scale, w)  # validates names and shapes now
-            s = scale
+            s = scale or 4
+            if weights is not None:
+                s = check_scale(scale, scale_of_state_dict(read_state_dict(weights)), weights) or s
+            w = resolve_weights(s, weights)
+            load_swinir(s, w)  # validates names and shapes now
             files["weights.pth"] = Path(w)
             tile_params = {"source": "weights", "file": "weights.pth", "scale": s}
         tile_params |= {"device": o.device, "dtype": o.dtype}

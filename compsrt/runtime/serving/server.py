@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import re
 import shutil
 import signal
 import socket
@@ -101,6 +102,14 @@ class Server:
         errors = [ln for ln in lines if ln.startswith("E") or "error" in ln.lower() or "UNAVAILABLE" in ln]
         return "\n".join((errors or lines)[-n:])
 
+    def failure(self) -> str:
+        """Why the server did not come up, on one line (the log keeps the details)."""
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return f"no log at {self.log}"
+        return f"{startup_error(text)} (full log: {self.log})"
+
     def stop(self, timeout: float = 15.0) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)  # tritonserver unloads models and exits
@@ -112,6 +121,23 @@ class Server:
         if self.workdir is not None:
             self.workdir.cleanup()
             self.workdir = None
+
+
+_LOAD_FAILURE = re.compile(r"failed to load '([^']+)' version \d+: "  # Triton's status code, then the model's message
+                           r"(?:(?:Internal|Invalid argument|Unavailable|Not found|Unsupported|Unknown): )?(.*?)\"?$")
+
+
+def startup_error(log_text: str) -> str:
+    """One line from a tritonserver log: the first model that failed to load and why, without the python
+    backend's stack (``\\n\\nAt:\\n  file(line): ...``, escaped inside the quoted log message)."""
+    lines = log_text.splitlines()
+    for ln in lines:
+        m = _LOAD_FAILURE.search(ln)
+        if m:
+            why = m.group(2).split("\\n\\nAt:", 1)[0].replace("\\n", " ").strip()
+            return f"model {m.group(1)} failed to load: {why}"
+    errors = [ln for ln in lines if ln.startswith(("E", "error:"))]
+    return (errors or lines or ["tritonserver wrote no log"])[-1].strip()
 
 
 def _backend_dir(inst: TritonInstall, work: Path) -> Path:
@@ -164,7 +190,10 @@ def start(repo: Path, host: str = "127.0.0.1", http_port: int = 0, grpc_port: in
         raise CompsrtError(f"this Triton ({inst.source}) has no {', '.join(missing)} backend; rewrite the repository "
                            "with `compsrt triton-repo ... --runtime python` or serve it from the NGC image")
     ports = [p or free_port() for p in (http_port, grpc_port, metrics_port)]
-    log = Path(log) if log else wdir / "tritonserver.log"
+    if log is None:  # outside the work folder: the log outlives the server (its path is in the error messages)
+        fd, log = tempfile.mkstemp(prefix="compsrt-tritonserver-", suffix=".log")
+        os.close(fd)
+    log = Path(log)
     env = dict(env or python_env())
     if inst.libs:
         env["LD_LIBRARY_PATH"] = os.pathsep.join([str(p) for p in inst.libs] + [env.get("LD_LIBRARY_PATH", "")])
@@ -185,9 +214,9 @@ def start(repo: Path, host: str = "127.0.0.1", http_port: int = 0, grpc_port: in
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
-            tail = server.log_tail()
+            why = server.failure()
             server.stop()
-            raise CompsrtError(f"tritonserver exited with status {proc.returncode} before it was ready:\n{tail}")
+            raise CompsrtError(f"tritonserver exited with status {proc.returncode} before it was ready: {why}")
         try:
             with urllib.request.urlopen(f"{server.http_url}/v2/health/ready", timeout=1) as r:
                 if r.status == 200:
@@ -195,9 +224,9 @@ def start(repo: Path, host: str = "127.0.0.1", http_port: int = 0, grpc_port: in
         except OSError:
             pass
         time.sleep(0.25)
-    tail = server.log_tail()
+    why = server.failure()
     server.stop()
-    raise CompsrtError(f"tritonserver was not ready within {timeout:.0f} s:\n{tail}")
+    raise CompsrtError(f"tritonserver was not ready within {timeout:.0f} s: {why}")
 
 
 @contextlib.contextmanager

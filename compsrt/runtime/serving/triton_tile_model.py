@@ -2,7 +2,8 @@
 
 Runs compsrt's torch (FP weights or compressed checkpoint) or ONNX Runtime backend on the tiles of
 all requests of a dynamic batch at once. Needs ``compsrt`` (and torch / onnxruntime) importable in
-the python backend's interpreter (``compsrt serve`` sets ``PYTHONPATH``).
+the python backend's interpreter (``compsrt serve`` sets ``PYTHONPATH``). The torch device ``auto``
+resolves here, when the server loads the model: cuda when the server host's torch sees a GPU, else cpu.
 """
 
 import json
@@ -31,6 +32,8 @@ class TritonPythonModel:
             self.backend = backends.torch_checkpoint_backend(path, p.get("device", "cpu"), p.get("dtype", "fp32"))
         else:
             self.backend = backends.torch_fp_backend(int(p["scale"]), path, p.get("device", "cpu"), p.get("dtype", "fp32"))
+        device = getattr(self.backend, "device", "cpu")  # a repository's "auto" is resolved here, on the server host
+        pb_utils.Logger.log_info(f"compsrt_tile: {p['source']} model on {device} (repository device {p.get('device')})")
 
     def execute(self, requests):
         xs = [to_numpy(pb_utils.get_input_tensor_by_name(r, "LR")) for r in requests]
