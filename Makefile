@@ -1,4 +1,5 @@
-# Two entry points: `make demo` (the main job on the embedded default) and `make test`.
+# Entry points: `make demo` (the main job on the embedded default), `make test`, and `make docker-test`
+# (builds the CPU engine-builder image and an engine in it; root, buildah and mmdebstrap: see docs/deploy.md).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -25,10 +26,12 @@ clean:
 	rm -rf $(VENV) outputs
 
 # Docker images and on-device runs (need a Docker engine and an NVIDIA GPU; see docs/deploy.md).
-.PHONY: docker-desktop docker-jetson docker-engine
+.PHONY: docker-desktop docker-jetson docker-engine docker-test
 docker-desktop:
 	docker/run.sh build-desktop
 docker-jetson:
 	docker/run.sh build-jetson
 docker-engine:
 	docker/run.sh engine --onnx $(ONNX)
+docker-test: $(STAMP)
+	PYTHON=$(PY) docker/cpu_image_check.sh
