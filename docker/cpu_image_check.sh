@@ -75,7 +75,11 @@ phase_end base
 
 # --- 2. image -------------------------------------------------------------------------------------
 phase_start image
-"${BUILDAH[@]}" bud --isolation chroot --layers --pull-never -f "$HERE/Dockerfile.cpu" \
+# The host's CA bundle over the base's: pip then trusts what the host trusts (a TLS-inspecting proxy's CA).
+ca=/etc/ssl/certs/ca-certificates.crt
+CA_MOUNT=()
+if [[ -f $ca ]]; then CA_MOUNT=(-v "$ca:$ca:ro"); fi
+"${BUILDAH[@]}" bud --isolation chroot --format docker --layers --pull-never "${CA_MOUNT[@]}" -f "$HERE/Dockerfile.cpu" \
     --ignorefile "$HERE/Dockerfile.cpu.dockerignore" --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$IMAGE" "$REPO"
 phase_end image
 
