@@ -37,6 +37,7 @@ BUILDAH=(buildah --storage-driver "${STORAGE_DRIVER:-overlay}")
 [[ $(id -u) -eq 0 ]] || die "run as root (mmdebstrap and buildah's chroot isolation need it)"
 command -v buildah >/dev/null || die "buildah is not installed (apt-get install buildah)"
 [[ -x $PY ]] || die "no host Python at $PY (make venv, or set PYTHON)"
+PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"  # absolute, not resolved: a venv's python is a link
 OUT=$(mkdir -p "$OUT" && cd "$OUT" && pwd)
 rm -rf "${OUT:?}"/*
 exec > >(tee "$OUT/docker-test.log") 2>&1
