@@ -111,7 +111,7 @@ echo "image entry point: ${ENTRYPOINT[*]}"
 ctr=$("${BUILDAH[@]}" from --pull-never "$IMAGE")
 cleanup() { "${BUILDAH[@]}" rm "$ctr" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
-"${BUILDAH[@]}" copy "$ctr" "$host/$ONNX_NAME.onnx" "$host/$ONNX_NAME.onnx.json" /models/
+"${BUILDAH[@]}" copy -q "$ctr" "$host/$ONNX_NAME.onnx" "$host/$ONNX_NAME.onnx.json" /models/
 ENGINE_ARGS=(--out-dir engines --gpu 0)  # no GPU here: profile/selftest are recorded as skipped
 in_image() { "${BUILDAH[@]}" run --isolation chroot --workingdir /models "$ctr" -- "${ENTRYPOINT[@]}" "$@"; }
 in_image --onnx "/models/$ONNX_NAME.onnx" "${ENGINE_ARGS[@]}"
@@ -134,7 +134,7 @@ phase_end compare
 # --- 7. bad inputs through the entry point --------------------------------------------------------
 phase_start errors
 cp "$REPO/compsrt/assets/sample.png" "$host/picture.onnx"
-"${BUILDAH[@]}" copy "$ctr" "$host/picture.onnx" /models/
+"${BUILDAH[@]}" copy -q "$ctr" "$host/picture.onnx" /models/
 # check_error LABEL FILE: the entry point in the image and on the host on FILE: exit 2, no traceback,
 # no engine, and the same error text once the folder and the script's name are made alike.
 check_error() {

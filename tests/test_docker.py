@@ -619,3 +619,23 @@ def test_compare_engines_catches_differences(tmp_path):
     (tmp_path / "missing").mkdir()
     proc = _compare(str(a), str(tmp_path / "missing"), "m")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "is missing" in proc.stderr
+
+
+def test_installed_package_carries_the_python_plugin_sources():
+    """A non-editable install (what every image does) ships every file the Python plugin reads at run time.
+
+    `compsrt build` records a hash of these files (the plugin's identity) and the CuPy launcher compiles
+    csrc/ at run time: without them in package-data, the images' plugin hash differs from a checkout's
+    and the Python plugin cannot run (found by `make docker-test`).
+    """
+    import tomllib
+
+    from compsrt.runtime.engine import PLUGIN_DIR
+
+    globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["compsrt"]
+    package = REPO / "compsrt"
+    needed = [f for f in PLUGIN_DIR.glob("csrc/*") if f.is_file()]
+    assert needed, "no plugin sources found"
+    for f in needed:
+        rel = f.relative_to(package).as_posix()
+        assert any(fnmatch.fnmatchcase(rel, g) for g in globs), f"{rel} is not in pyproject.toml's package-data"
