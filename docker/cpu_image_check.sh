@@ -139,7 +139,10 @@ cp "$REPO/compsrt/assets/sample.png" "$host/picture.onnx"
 # no engine, and the same error text once the folder and the script's name are made alike.
 check_error() {
     local label=$1 file=$2 rc_img=0 rc_host=0
-    in_image --onnx "/models/$file" --out-dir "bad-$label" --gpu 0 >"$OUT/error-$label.image.txt" 2>&1 || rc_img=$?
+    in_image --onnx "/models/$file" --out-dir "bad-$label" --gpu 0 >"$OUT/error-$label.buildah.txt" 2>&1 || rc_img=$?
+    # buildah run adds its own report of a non-zero exit; the rest is the entry point's output
+    grep -vxE 'subprocess exited with status [0-9]+|Error: exit status [0-9]+' "$OUT/error-$label.buildah.txt" \
+        >"$OUT/error-$label.image.txt" || true
     (cd "$host" && COMPSRT="$PY -m compsrt" PYTHONPATH="$REPO" "$HERE/build_engine.sh" --onnx "$host/$file" \
         --out-dir "bad-$label" --gpu 0) >"$OUT/error-$label.host.txt" 2>&1 || rc_host=$?
     sed -i "s#$host#/models#g; s#${PY//#/\\#} -m compsrt#compsrt#g; s#build_engine.sh#compsrt-build-engine#g" \
