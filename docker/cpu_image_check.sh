@@ -80,7 +80,7 @@ phase_start image
 ca=/etc/ssl/certs/ca-certificates.crt
 CA_MOUNT=()
 if [[ -f $ca ]]; then CA_MOUNT=(-v "$ca:$ca:ro"); fi
-"${BUILDAH[@]}" bud --isolation chroot --format docker --layers --pull-never "${CA_MOUNT[@]}" -f "$HERE/Dockerfile.cpu" \
+"${BUILDAH[@]}" bud --isolation chroot --format docker --layers --force-rm --pull-never "${CA_MOUNT[@]}" -f "$HERE/Dockerfile.cpu" \
     --ignorefile "$HERE/Dockerfile.cpu.dockerignore" --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$IMAGE" "$REPO"
 phase_end image
 
@@ -143,8 +143,9 @@ check_error() {
     # buildah run adds its own report of a non-zero exit; the rest is the entry point's output
     grep -vxE 'subprocess exited with status [0-9]+|Error: exit status [0-9]+' "$OUT/error-$label.buildah.txt" \
         >"$OUT/error-$label.image.txt" || true
-    (cd "$host" && COMPSRT="$PY -m compsrt" PYTHONPATH="$REPO" "$HERE/build_engine.sh" --onnx "$host/$file" \
-        --out-dir "bad-$label" --gpu 0) >"$OUT/error-$label.host.txt" 2>&1 || rc_host=$?
+    (cd "$host" && COMPSRT="$PY -m compsrt" PYTHONPATH="$REPO" COMPSRT_PLUGIN_LIB=/nonexistent/libcompsrt_plugins.so \
+        "$HERE/build_engine.sh" --onnx "$host/$file" --out-dir "bad-$label" --gpu 0) >"$OUT/error-$label.host.txt" 2>&1 \
+        || rc_host=$?
     sed -i "s#$host#/models#g; s#${PY//#/\\#} -m compsrt#compsrt#g; s#build_engine.sh#compsrt-build-engine#g" \
         "$OUT/error-$label.host.txt"
     echo "--- $label: exit $rc_img in the image, $rc_host on the host; the image's output:"
@@ -169,7 +170,8 @@ base_bytes=$(stat -c %s "$BASE_TAR")
 torch_absent=$([[ -z $(find "$mnt/opt/compsrt/venv" -maxdepth 4 -name torch -type d) ]] && echo true || echo false)
 echo
 echo "largest packages in the image's venv:"
-du -sxm "$mnt"/opt/compsrt/venv/lib/python3*/site-packages/* | sort -rn | head -6 | sed 's/^/  /'
+(cd "$mnt"/opt/compsrt/venv/lib/python3*/site-packages && du -sxm -- * | sort -rn | head -8 | sed 's/^/  MB /')
+echo "buildah images: $("${BUILDAH[@]}" images --format '{{.Name}}:{{.Tag}} {{.Size}}' "$IMAGE")"
 "$PY" - "$OUT/summary.json" "$image_bytes" "$venv_bytes" "$base_bytes" "$torch_absent" "$IMAGE" "$BASE_IMAGE" \
     "${SECONDS_OF[base]}" "${SECONDS_OF[image]}" "${SECONDS_OF[onnx]}" "${SECONDS_OF[engine_image]}" \
     "${SECONDS_OF[engine_host]}" "${SECONDS_OF[compare]}" "${SECONDS_OF[errors]}" <<'EOF'
