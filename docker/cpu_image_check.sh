@@ -48,6 +48,7 @@ phase_end() {
     SECONDS_OF[$1]=$(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
     echo "=== $1: ${SECONDS_OF[$1]} s"
 }
+echo "$PROG: load average at the start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine slows every phase)"
 echo "$PROG: $(date -u +%FT%TZ) on $(nproc) CPU cores, $(grep -oP '^PRETTY_NAME="\K[^"]+' /etc/os-release), $(buildah --version)"
 
 # --- 1. base --------------------------------------------------------------------------------------
@@ -185,5 +186,6 @@ summary = {"image": image, "base_image": base, "image_rootfs_bytes": int(image_b
 json.dump(summary, open(out, "w"), indent=1)
 print(json.dumps(summary, indent=1))
 EOF
+echo "$PROG: load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "$PROG: passed; image $IMAGE: $((image_bytes / 1000000)) MB uncompressed (venv $((venv_bytes / 1000000)) MB)," \
     "total $(awk -v s="${SECONDS_OF[*]}" 'BEGIN { n = split(s, a, " "); for (i = 1; i <= n; i++) t += a[i]; printf "%.0f", t }') s"
