@@ -26,12 +26,16 @@ clean:
 	rm -rf $(VENV) outputs
 
 # Docker images and on-device runs (need a Docker engine and an NVIDIA GPU; see docs/deploy.md).
-.PHONY: docker-desktop docker-jetson docker-engine docker-test
+.PHONY: docker-desktop docker-jetson docker-engine
 docker-desktop:
 	docker/run.sh build-desktop
 docker-jetson:
 	docker/run.sh build-jetson
 docker-engine:
 	docker/run.sh engine --onnx $(ONNX)
+
+# The CPU engine-builder image built with buildah and run: an engine built in it must equal the host's build.
+# Needs root, buildah and mmdebstrap (Debian 12; .ci/run installs them); no Docker engine, no GPU.
+.PHONY: docker-test
 docker-test: $(STAMP)
 	PYTHON=$(PY) docker/cpu_image_check.sh

@@ -60,7 +60,7 @@ def compare(a_dir: Path, b_dir: Path, name: str) -> dict:
     if not layers_same:
         unexpected["layer list (.plan.layers.json)"] = ["differs", "differs"]
     shown = ("engine_bytes", "inputs", "outputs", "input_shape", "input_dtype", "scale", "tile", "batch",
-             "tensorrt.module", "tensorrt.version", "plugin.kind", "onnx.sha256", "sparse_weights")
+             "tensorrt.module", "tensorrt.version", "plugin.kind", "plugin.hash", "onnx.sha256", "sparse_weights")
     agreed = {k: a_side.get(k) for k in shown if k not in unexpected}
     agreed.update({k: a_side[k] for k in a_side if k.startswith("precision.") and k not in unexpected})
     return {"name": name, "dirs": [str(a_dir), str(b_dir)], "verdict": "different" if unexpected else "same",
