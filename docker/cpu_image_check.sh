@@ -49,7 +49,8 @@ phase_end() {
     echo "=== $1: ${SECONDS_OF[$1]} s"
 }
 echo "$PROG: load average at the start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine slows every phase)"
-echo "$PROG: $(date -u +%FT%TZ) on $(nproc) CPU cores, $(grep -oP '^PRETTY_NAME="\K[^"]+' /etc/os-release), $(buildah --version)"
+echo "$PROG: $(date -u +%FT%TZ) on $(nproc) CPU cores, $(grep -oP '^PRETTY_NAME="\K[^"]+' /etc/os-release)," \
+    "$(buildah --version)"
 
 # --- 1. base --------------------------------------------------------------------------------------
 phase_start base
@@ -69,7 +70,8 @@ if "${BUILDAH[@]}" inspect --type image "$BASE_IMAGE" >/dev/null 2>&1; then
 else
     ctr=$("${BUILDAH[@]}" from scratch)
     "${BUILDAH[@]}" add "$ctr" "$BASE_TAR" /
-    "${BUILDAH[@]}" config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --cmd /bin/bash "$ctr"
+    "${BUILDAH[@]}" config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+        --cmd /bin/bash "$ctr"
     "${BUILDAH[@]}" commit --rm -q "$ctr" "$BASE_IMAGE" >/dev/null
     echo "base: imported as $BASE_IMAGE"
 fi
@@ -81,7 +83,8 @@ phase_start image
 ca=/etc/ssl/certs/ca-certificates.crt
 CA_MOUNT=()
 if [[ -f $ca ]]; then CA_MOUNT=(-v "$ca:$ca:ro"); fi
-"${BUILDAH[@]}" bud --isolation chroot --format docker --layers --force-rm --pull-never "${CA_MOUNT[@]}" -f "$HERE/Dockerfile.cpu" \
+"${BUILDAH[@]}" bud --isolation chroot --format docker --layers --force-rm --pull-never "${CA_MOUNT[@]}" \
+    -f "$HERE/Dockerfile.cpu" \
     --ignorefile "$HERE/Dockerfile.cpu.dockerignore" --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$IMAGE" "$REPO"
 phase_end image
 
@@ -145,7 +148,8 @@ check_error() {
     grep -vxE 'subprocess exited with status [0-9]+|Error: exit status [0-9]+' "$OUT/error-$label.buildah.txt" \
         >"$OUT/error-$label.image.txt" || true
     (cd "$host" && COMPSRT="$PY -m compsrt" PYTHONPATH="$REPO" COMPSRT_PLUGIN_LIB=/nonexistent/libcompsrt_plugins.so \
-        "$HERE/build_engine.sh" --onnx "$host/$file" --out-dir "bad-$label" --gpu 0) >"$OUT/error-$label.host.txt" 2>&1 \
+        "$HERE/build_engine.sh" --onnx "$host/$file" --out-dir "bad-$label" --gpu 0) \
+        >"$OUT/error-$label.host.txt" 2>&1 \
         || rc_host=$?
     sed -i "s#$host#/models#g; s#${PY//#/\\#} -m compsrt#compsrt#g; s#build_engine.sh#compsrt-build-engine#g" \
         "$OUT/error-$label.host.txt"
@@ -154,7 +158,8 @@ check_error() {
     [[ $rc_img -eq 2 && $rc_host -eq 2 ]] || die "$label: expected exit status 2 in the image and on the host"
     if grep -q Traceback "$OUT/error-$label.image.txt"; then die "$label: a traceback in the image"; fi
     [[ ! -e $mnt/models/bad-$label/${file%.onnx}.plan ]] || die "$label: an engine was left behind"
-    diff -u "$OUT/error-$label.host.txt" "$OUT/error-$label.image.txt" || die "$label: the image's error differs from the host's"
+    diff -u "$OUT/error-$label.host.txt" "$OUT/error-$label.image.txt" \
+        || die "$label: the image's error differs from the host's"
 }
 check_error missing missing.onnx
 grep -qx "compsrt-build-engine: error: ONNX model '/models/missing.onnx' not found.*" "$OUT/error-missing.image.txt" \
@@ -178,7 +183,8 @@ echo "buildah images: $("${BUILDAH[@]}" images --format '{{.Name}}:{{.Tag}} {{.S
     "${SECONDS_OF[engine_host]}" "${SECONDS_OF[compare]}" "${SECONDS_OF[errors]}" <<'EOF'
 import json, sys
 out, image_b, venv_b, base_b, torch_absent, image, base = sys.argv[1:8]
-phases = dict(zip(("base", "image", "onnx", "engine_image", "engine_host", "compare", "errors"), map(float, sys.argv[8:])))
+names = ("base", "image", "onnx", "engine_image", "engine_host", "compare", "errors")
+phases = dict(zip(names, map(float, sys.argv[8:])))
 summary = {"image": image, "base_image": base, "image_rootfs_bytes": int(image_b), "venv_bytes": int(venv_b),
            "base_tar_bytes": int(base_b), "torch_in_image": torch_absent != "true", "seconds": phases,
            "total_seconds": round(sum(phases.values()), 1),
@@ -188,4 +194,4 @@ print(json.dumps(summary, indent=1))
 EOF
 echo "$PROG: load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "$PROG: passed; image $IMAGE: $((image_bytes / 1000000)) MB uncompressed (venv $((venv_bytes / 1000000)) MB)," \
-    "total $(awk -v s="${SECONDS_OF[*]}" 'BEGIN { n = split(s, a, " "); for (i = 1; i <= n; i++) t += a[i]; printf "%.0f", t }') s"
+    "total $("$PY" -c 'import sys; print(round(sum(map(float, sys.argv[1:]))))' "${SECONDS_OF[@]}") s"
