@@ -1,4 +1,5 @@
-# Two entry points: `make demo` (the main job on the embedded default) and `make test`.
+# Entry points: `make demo` (the main job on the embedded default), `make test`, and `make docker-test`
+# (builds the CPU engine-builder image and an engine in it; root, buildah and mmdebstrap: see docs/deploy.md).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -32,3 +33,9 @@ docker-jetson:
 	docker/run.sh build-jetson
 docker-engine:
 	docker/run.sh engine --onnx $(ONNX)
+
+# The CPU engine-builder image built with buildah and run: an engine built in it must equal the host's build.
+# Needs root, buildah and mmdebstrap (Debian 12; .ci/run installs them); no Docker engine, no GPU.
+.PHONY: docker-test
+docker-test: $(STAMP)
+	PYTHON=$(PY) docker/cpu_image_check.sh

@@ -1,6 +1,10 @@
 """Static checks of docker/ and the engine-build entry point, runnable without Docker or a GPU.
 
-* hadolint on both Dockerfiles (no errors), shellcheck on the scripts;
+* hadolint on the three Dockerfiles (no errors), shellcheck on the scripts;
+* the three images share every build step that does not depend on their base (docker/install_compsrt.sh),
+  and the CPU image's Python packages are what `compsrt build` imports (no torch: checked by a build with
+  torch made unimportable); the image itself is built and run by `make docker-test`
+  (docker/cpu_image_check.sh), whose engine comparison (docker/compare_engines.py) is tested here;
 * every COPY/ADD source exists and is let through by the Dockerfile's own .dockerignore;
 * the base images are pinned, and docs/deploy.md names the same tags;
 * every ``compsrt <command>`` that the images, the scripts and docs/deploy.md call exists in the CLI's
@@ -30,8 +34,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKER = REPO / "docker"
-DOCKERFILES = ("Dockerfile.desktop", "Dockerfile.jetson")
-SCRIPTS = ("build_engine.sh", "run.sh")
+GPU_DOCKERFILES = ("Dockerfile.desktop", "Dockerfile.jetson")  # NGC / L4T bases: built and run on GPU hosts
+DOCKERFILES = ("Dockerfile.cpu", *GPU_DOCKERFILES)  # Dockerfile.cpu: built and run by `make docker-test`
+SCRIPTS = ("build_engine.sh", "run.sh", "install_compsrt.sh", "make_base.sh", "cpu_image_check.sh")
 DEPLOY_DOC = REPO / "docs" / "deploy.md"
 BUILD_ENGINE = DOCKER / "build_engine.sh"
 RUN_SH = DOCKER / "run.sh"
@@ -129,7 +134,7 @@ def test_copy_sources_exist_and_are_in_the_build_context(name):
         assert not dockerignore_allows(ignore, excluded), f"{ignore.name} lets {excluded}/ into the context"
 
 
-@pytest.mark.parametrize("name", DOCKERFILES)
+@pytest.mark.parametrize("name", GPU_DOCKERFILES)
 def test_base_images_pinned_and_documented(name):
     defaults = base_image_defaults(DOCKER / name)
     assert len(defaults) == 1, f"docker/{name} should have exactly one ARG BASE_IMAGE=<default>"
@@ -161,13 +166,50 @@ def test_requirements_pins_agree_with_repository():
         return out
 
     repo = pins(REPO / "requirements.txt")
-    desktop = pins(DOCKER / "requirements-desktop.txt")
-    for pkg, version in desktop.items():
-        if pkg in repo:
-            assert repo[pkg] == version, f"docker/requirements-desktop.txt pins {pkg}=={version}, requirements.txt {repo[pkg]}"
+    for name in ("requirements-desktop.txt", "requirements-cpu.txt"):
+        for pkg, version in pins(DOCKER / name).items():
+            if pkg in repo:
+                assert repo[pkg] == version, f"docker/{name} pins {pkg}=={version}, requirements.txt {repo[pkg]}"
+    cpu = pins(DOCKER / "requirements-cpu.txt")
+    assert "tensorrt-rtx-cu13" in cpu and not {"torch", "onnxruntime"} & set(cpu), cpu
     torch_pin = re.search(r'^ARG TORCH_SPEC="torch==(\S+)"', (DOCKER / "Dockerfile.desktop").read_text(), flags=re.M)
     if torch_pin and "torch" in repo:
         assert torch_pin.group(1) == repo["torch"], "Dockerfile.desktop TORCH_SPEC differs from requirements.txt"
+
+
+# ------------------------------------------------------------------------ steps shared by the images
+def _runs(name: str) -> list[str]:
+    return [" ".join(args) for word, _, args in dockerfile_instructions(DOCKER / name) if word == "RUN"]
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_images_share_the_install_steps(name):
+    """Python packages, compsrt, the plugin and the checks come from one script in all three images."""
+    words = dockerfile_instructions(DOCKER / name)
+    assert ("COPY", (), ("docker/install_compsrt.sh", "/usr/local/bin/compsrt-install")) in words
+    assert ("COPY", (), ("docker/build_engine.sh", "/usr/local/bin/compsrt-build-engine")) in words
+    steps = [m for run in _runs(name) for m in re.findall(r"compsrt-install (\w+)", run)]
+    want = ["deps", "package", "plugin", "check"] if name in GPU_DOCKERFILES else ["deps", "package", "check"]
+    assert steps == want, f"docker/{name} runs compsrt-install {steps}, expected {want}"
+    for run in _runs(name):
+        assert "pip install" not in run and "cmake" not in run, f"docker/{name} does a shared step itself: {run}"
+
+
+def test_cpu_image_entry_point_is_the_engine_script():
+    words = dockerfile_instructions(DOCKER / "Dockerfile.cpu")
+    assert [a for w, _, a in words if w == "ENTRYPOINT"] == [("compsrt-build-engine",)]
+    froms = [a for w, _, a in words if w == "FROM"]
+    assert froms == [("${BASE_IMAGE}",)] and "ARG BASE_IMAGE=compsrt-debian-base:bookworm" in \
+        (DOCKER / "Dockerfile.cpu").read_text(), "the CPU image's base is the Debian base docker/make_base.sh makes"
+
+
+def test_install_script_refuses_unknown_steps():
+    for args, msg in (([], "which step"), (["deploy"], "unknown step 'deploy'"), (["deps"], "requirements file"),
+                      (["plugin"], "CUDA_ARCHITECTURES")):
+        env = {k: v for k, v in os.environ.items() if k not in ("CUDA_ARCHITECTURES", "COMPSRT_PLUGIN_LIB")}
+        proc = subprocess.run(["bash", str(DOCKER / "install_compsrt.sh"), *args], capture_output=True, text=True,
+                              timeout=30, env=env)
+        assert proc.returncode == 2 and msg in proc.stderr and len(proc.stderr.splitlines()) == 1, (args, proc.stderr)
 
 
 # ------------------------------------------------------------------------------ compsrt command drift
@@ -508,3 +550,92 @@ def test_build_engine_script_on_an_export(tmp_path):
     sidecar = json.loads((out / "standin_x2_t8.plan.json").read_text())  # written by compsrt build
     assert sidecar["plugin"]["kind"] == "python"
     assert "build\tran" in (out / "standin_x2_t8.steps.txt").read_text()
+
+
+def test_engine_build_imports_no_torch(tmp_path):
+    """`compsrt build` (the CPU image's whole job) runs with torch and ONNX Runtime unimportable.
+
+    The CPU image leaves them out (docker/requirements-cpu.txt); an import of either on the build path
+    would break the image's engine builds, which only `make docker-test` would otherwise notice.
+    """
+    _require_real_build()
+    onnx_path = _tiny_onnx(tmp_path / "tiny_x2.onnx")
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(textwrap.dedent("""\
+        import sys
+        class _Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("torch", "onnxruntime"):
+                    raise ImportError(f"{name} is not in the CPU engine-builder image")
+        sys.meta_path.insert(0, _Block())
+        """))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPSRT")}
+    env["PYTHONPATH"] = os.pathsep.join((str(blocker), str(REPO)))
+    proc = subprocess.run([sys.executable, "-m", "compsrt", "build", "--onnx", str(onnx_path), "--out",
+                           str(tmp_path / "tiny.plan"), "--plugins", "python"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert (tmp_path / "tiny.plan").is_file()
+
+
+# ------------------------------------------------------------------ docker/compare_engines.py (docker-test)
+def _compare(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(DOCKER / "compare_engines.py"), *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+def _fake_build(folder: Path, engine: bytes = b"\x01engine", **sidecar) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "m.plan").write_bytes(engine)
+    meta = {"engine_bytes": len(engine), "inputs": ["input"], "outputs": ["output"], "input_shape": [1, 3, 8, 8],
+            "precision": {"io": "fp32", "internal": "fp32"}, "tensorrt": {"module": "tensorrt_rtx", "version": "1.7"},
+            "built": "2026-01-01T00:00:00+00:00", "build_seconds": 9.0, "onnx": {"path": "/a/m.onnx", "sha256": "ab"}}
+    meta.update(sidecar)
+    (folder / "m.plan.json").write_text(json.dumps(meta))
+    (folder / "m.plan.layers.json").write_text(json.dumps([{"name": "conv", "precision": "fp32"}]))
+    return folder
+
+
+def test_compare_engines_same_build_elsewhere(tmp_path):
+    a = _fake_build(tmp_path / "host")
+    b = _fake_build(tmp_path / "image", built="2026-01-02T00:00:00+00:00", build_seconds=12.5,
+                    onnx={"path": "/models/m.onnx", "sha256": "ab"})
+    proc = _compare(str(a), str(b), "m", "--json", str(tmp_path / "c.json"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    r = json.loads((tmp_path / "c.json").read_text())
+    assert r["verdict"] == "same" and set(r["differ_as_expected"]) == {"built", "build_seconds", "onnx.path"}
+    assert r["agreed"]["precision.io"] == "fp32" and r["agreed"]["inputs"] == ["input"]
+
+
+def test_compare_engines_catches_differences(tmp_path):
+    a = _fake_build(tmp_path / "host")
+    b = _fake_build(tmp_path / "bytes", engine=b"\x02engine")  # same size, other bytes
+    proc = _compare(str(a), str(b), "m")
+    assert proc.returncode == 1 and "DIFFERENT engine bytes" in proc.stdout
+    c = _fake_build(tmp_path / "prec", precision={"io": "fp16", "internal": "fp32"}, outputs=["out"])
+    proc = _compare(str(a), str(c), "m")
+    assert proc.returncode == 1 and "DIFFERENT precision.io" in proc.stdout and "DIFFERENT outputs" in proc.stdout
+    (tmp_path / "missing").mkdir()
+    proc = _compare(str(a), str(tmp_path / "missing"), "m")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "is missing" in proc.stderr
+
+
+def test_installed_package_carries_the_python_plugin_sources():
+    """A non-editable install (what every image does) ships every file the Python plugin reads at run time.
+
+    `compsrt build` records a hash of these files (the plugin's identity) and the CuPy launcher compiles
+    csrc/ at run time: without them in package-data, the images' plugin hash differs from a checkout's
+    and the Python plugin cannot run (found by `make docker-test`).
+    """
+    import tomllib
+
+    from compsrt.runtime.engine import PLUGIN_DIR
+
+    globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["compsrt"]
+    package = REPO / "compsrt"
+    needed = [f for f in PLUGIN_DIR.glob("csrc/*") if f.is_file()]
+    assert needed, "no plugin sources found"
+    for f in needed:
+        rel = f.relative_to(package).as_posix()
+        assert any(fnmatch.fnmatchcase(rel, g) for g in globs), f"{rel} is not in pyproject.toml's package-data"

@@ -13,7 +13,7 @@ from onnx import TensorProto, numpy_helper
 
 from ..artifacts import FILE_MAGICS, file_kind
 from ..errors import CompsrtError
-from .surgery import PLUGIN_OP
+from ..hadamard import PLUGIN_NAME as PLUGIN_OP  # not from .surgery: that imports torch, which engine builds lack
 
 _BITS = {TensorProto.INT4: 4, TensorProto.UINT4: 4}
 
