@@ -13,18 +13,17 @@ import pytest
 
 from benchmarks.export import conformance as conf
 from benchmarks.export import ort_qdq_repro as repro
-from tests.conftest import CONFORMANCE
 
 VARIANTS = conf.variants()
 ORT_ERROR = "output_dtype INT8 does not match y_zero_point type UINT8"
 
 
 @pytest.fixture(scope="session")
-def results(tmp_path_factory, pytestconfig):
+def results(tmp_path_factory, conformance_report):
     """Export every variant once and check it in every tool (the TensorRT-RTX builds in one child process)."""
     pytest.importorskip("polygraphy")
     r = conf.run_all(tmp_path_factory.mktemp("conformance"))
-    pytestconfig.stash[CONFORMANCE] = r
+    conformance_report.append(r)  # printed in the terminal summary
     return r
 
 

@@ -17,6 +17,9 @@ Tools, per artifact:
   ``polygraphy inspect model PATH``, and the TensorRT-RTX parse + build of ``compsrt export-check``
   (``compsrt.runtime.engine.parse_and_build`` with the Python plugin; all builds in one child process).
 
+An artifact whose bytes equal an earlier one's (``--weight-storage int4`` is ``auto`` for 4-bit weights, ``int8``
+is ``auto`` for 8-bit ones) is checked once and its rows say so.
+
 Parity (:func:`parity`): the export-parity threshold, values off by more than 1e-3: none for FP graphs (2e-3 with
 FP16 input/output), at most 0.1 % and no value off by 0.05 or more for quantized ones (a code that flips at a
 rounding boundary, as ``tests/test_export.py`` allows).
@@ -237,6 +240,9 @@ def polygraphy(*args: str) -> tuple[int, str]:
             status = main(list(args))
         except SystemExit as exc:  # argparse errors
             status = exc.code if isinstance(exc.code, int) else 1
+        except Exception as exc:  # what the command would die of (traceback, exit 1): its last line is the result
+            status = 1
+            print(f"Error: {exc.__class__.__name__}: {_first_line(exc)}")
     return int(status or 0), buf.getvalue()
 
 
@@ -276,7 +282,7 @@ def check_standard(v: Variant, path: Path, ref: np.ndarray, x: np.ndarray, work:
             y = next(iter(RunResults.load(str(outputs)).values()))[0]["output"]
         rows.append(_row(v, TOOLS_STANDARD[2], True, True, **parity(y, ref, quantized, fp16)))
     else:  # polygraphy loads and runs in one command: a failure is reported as not loaded, with its message
-        err = next((ln.strip() for ln in log.splitlines() if "Error" in ln or "FAIL" in ln), f"exit {status}")
+        err = next((ln.strip() for ln in reversed(log.splitlines()) if "Error" in ln or "FAIL" in ln), f"exit {status}")
         rows.append(_row(v, TOOLS_STANDARD[2], False, False, error=err[:300]))
     return rows
 
@@ -301,7 +307,7 @@ def trt_builds(paths: list[Path], timeout: float = 900.0) -> dict[str, dict]:
                                                        os.environ.get("PYTHONPATH", "")]))
     while todo:
         p = subprocess.run([sys.executable, "-c", TRT_CHILD, *todo], capture_output=True, text=True, timeout=timeout,
-                           env=env)
+                           env=env, check=False)
         started = None
         for line in p.stdout.splitlines():
             if line.startswith("START "):
@@ -376,16 +382,20 @@ def reference_input(e: Exported) -> np.ndarray:
     return np.random.default_rng(5).random((batch, 3, t, t), dtype=np.float32)
 
 
-def check(e: Exported, checkpoints: dict[str, Path], work: Path, trt: dict[str, dict] | None) -> list[dict]:
-    """The table's rows for one exported artifact."""
+def check(e: Exported, checkpoints: dict[str, Path], work: Path, trt: dict[str, dict] | None,
+          references: dict | None = None) -> list[dict]:
+    """The table's rows for one exported artifact (``references``: a cache of simulation outputs)."""
     v = e.variant
     if is_plugin_graph(e):
         return check_plugin(v, e.path, None if trt is None else trt.get(str(e.path)))
     x = reference_input(e)
     fp16 = v.opts.get("--precision") == "fp16"
     xs = x.astype(np.float16).astype(np.float32) if fp16 else x  # what the graph sees after its input Cast
-    ref = simulation(checkpoints[v.checkpoint], v.opts.get("--activations", "quantized"), xs)
-    return check_standard(v, e.path, ref, x, work)
+    key = (v.checkpoint, v.opts.get("--activations", "quantized"), xs.shape, fp16)
+    references = {} if references is None else references
+    if key not in references:
+        references[key] = simulation(checkpoints[v.checkpoint], key[1], xs)
+    return check_standard(v, e.path, references[key], x, work)
 
 
 def row_ok(r: dict) -> bool:
@@ -498,7 +508,8 @@ def run_all(work: Path, trt: bool = True, checkpoints: dict[str, Path] | None = 
             pass
         else:
             builds = trt_builds([e.path for e in distinct if is_plugin_graph(e)])
-    by_name = {e.variant.name: check(e, checkpoints, work, builds) for e in distinct}
+    references: dict = {}
+    by_name = {e.variant.name: check(e, checkpoints, work, builds, references) for e in distinct}
     rows = []
     for e in exported:
         if e.path is None:
