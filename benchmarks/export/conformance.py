@@ -26,7 +26,8 @@ rounding boundary, as ``tests/test_export.py`` allows).
 
     .venv/bin/python -m benchmarks.export.conformance --out-dir benchmarks/export/results/conformance_cpu
 
-writes ``conformance.json`` and ``conformance.md`` (the table) there and prints the table;
+writes ``conformance.json`` and ``conformance.md`` (the table) there and prints the table (the artifacts go to a
+temporary folder, or ``--work DIR``);
 ``tests/test_conformance.py`` runs the same functions and prints the table in pytest's terminal summary.
 """
 
@@ -42,6 +43,7 @@ import platform
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -500,16 +502,18 @@ def run_all(work: Path, trt: bool = True, checkpoints: dict[str, Path] | None = 
         if e.path is not None:
             first.setdefault(e.sha256, e)
     distinct = list(first.values())
-    builds = None
     if trt:
         try:
             import tensorrt_rtx  # noqa: F401
         except ImportError:
-            pass
-        else:
-            builds = trt_builds([e.path for e in distinct if is_plugin_graph(e)])
+            trt = False
     references: dict = {}
-    by_name = {e.variant.name: check(e, checkpoints, work, builds, references) for e in distinct}
+    with ThreadPoolExecutor(1) as pool:  # the TensorRT child builds while this process checks the standard graphs
+        builds = pool.submit(trt_builds, [e.path for e in distinct if is_plugin_graph(e)]) if trt else None
+        by_name = {e.variant.name: check(e, checkpoints, work, None, references)
+                   for e in distinct if not is_plugin_graph(e)}
+        builds = builds.result() if builds is not None else None
+    by_name |= {e.variant.name: check(e, checkpoints, work, builds) for e in distinct if is_plugin_graph(e)}
     rows = []
     for e in exported:
         if e.path is None:
@@ -523,14 +527,18 @@ def run_all(work: Path, trt: bool = True, checkpoints: dict[str, Path] | None = 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out-dir", type=Path, required=True, help="writes conformance.json and conformance.md here; "
-                    "the artifacts go to OUT_DIR/artifacts")
+    ap.add_argument("--out-dir", type=Path, required=True, help="writes conformance.json and conformance.md here")
+    ap.add_argument("--work", type=Path, help="keep the checkpoints and artifacts here (default: a temporary folder)")
     ap.add_argument("--no-trt", action="store_true", help="skip the TensorRT-RTX builds")
     args = ap.parse_args(argv)
+    import tempfile
+
     from compsrt.files import atomic_write_text
 
-    r = run_all(args.out_dir / "artifacts", trt=not args.no_trt)
+    with tempfile.TemporaryDirectory(prefix="compsrt-conformance-") as tmp:
+        r = run_all(args.work or Path(tmp), trt=not args.no_trt)
     table = r.table()
+    args.out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out_dir / "conformance.json", json.dumps(r.to_json(), indent=1) + "\n")
     atomic_write_text(args.out_dir / "conformance.md", table + "\n")
     print(table)
