@@ -8,9 +8,10 @@ Subgraph of a quantized Linear (activation of real width m, padded width n, ``ou
 
 An attention operand is the same up to the DequantizeLinear (q, k, probabilities rotated along their
 last axis; v rotated along the token axis). Zero-points are always 0 (TensorRT's explicit
-quantization is symmetric); the b-bit range is enforced by the Clip (QuantizeLinear itself only
-saturates to the INT8 container); the asymmetric activation offset ("shift") is subtracted before
-quantizing and its contribution is folded into the bias of the consuming Linear.
+quantization is symmetric; at opset >= 21 the activation quantizers omit it: :func:`int8_by_attribute`);
+the b-bit range is enforced by the Clip (QuantizeLinear itself only saturates to the INT8 container); the
+asymmetric activation offset ("shift") is subtracted before quantizing and its contribution is folded into the bias
+of the consuming Linear.
 
 ``hadamard="matmul"`` writes each Hadamard as a MatMul by the constant ``H_n[:m]`` (standard ops);
 ``hadamard="plugin"`` writes a ``HadamardTransform`` node for the TensorRT plugin of
