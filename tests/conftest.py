@@ -29,6 +29,24 @@ def tiny_swinir(scale: int = 2, seed: int = 0, gain: float | None = None, noise:
     return m
 
 
+_CONFORMANCE: list = []  # tests/test_conformance.py's results, printed by pytest_terminal_summary
+
+
+@pytest.fixture(scope="session")
+def conformance_report() -> list:
+    """Where tests/test_conformance.py leaves its results for the terminal summary (this module's own list)."""
+    return _CONFORMANCE
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The conformance table (artifact x tool -> loads, runs, max difference) in the log of every run that made it."""
+    for results in _CONFORMANCE:
+        terminalreporter.section("export conformance: every `compsrt export` artifact in the tools users run")
+        terminalreporter.write_line(results.table())
+        terminalreporter.write_line(f"{len(results.rows)} rows, {len(results.refused)} refused combinations, "
+                                    f"{results.seconds} s; all as expected: {results.all_ok}")
+
+
 def pytest_collection_modifyitems(config, items):
     """The one GPU marker: tests marked ``gpu`` skip cleanly on a machine without CUDA."""
     if torch.cuda.is_available():

@@ -396,7 +396,10 @@ def test_int4_weights_match_onnxruntime(q4_matmul, q4):
 
 
 def test_runtime_onnxruntime_backend_loads_default_int4_export(q4, q4_matmul, tmp_path):
-    """The runtime backend runs the default (INT4) export: ONNX Runtime's QDQ passes above BASIC reject it."""
+    """The runtime backend runs the default (INT4, opset 21) export at ONNX Runtime's own default level (ALL), as
+    a user's session does; a graph in the older activation Q/DQ form is refused with the fix named."""
+    import onnxruntime as ort
+
     from compsrt.runtime.backends import OrtBackend
 
     path = tmp_path / "int4.onnx"
@@ -404,8 +407,17 @@ def test_runtime_onnxruntime_backend_loads_default_int4_export(q4, q4_matmul, tm
     x = torch.rand(1, 3, *TILE, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         ref = q4(x).numpy()
-    y = OrtBackend(path, threads=1).run(x.numpy())
+    backend = OrtBackend(path, threads=1)
+    assert backend.session.get_session_options().graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    y = backend.run(x.numpy())
     assert (np.abs(y - ref) > 1e-3).mean() <= 1e-3
+    from benchmarks.export.ort_qdq_repro import case_graph
+    from compsrt.runtime.backends.onnxrt import session_from_onnx
+
+    old = tmp_path / "old_form.onnx"
+    onnx.save(case_graph("zero_point", "Transpose", 21), str(old))
+    with pytest.raises(CompsrtError, match="export it again with `compsrt export`"):
+        session_from_onnx(old)
 
 
 def test_int4_weight_blocks_match_onnxruntime(q4):

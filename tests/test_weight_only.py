@@ -33,22 +33,13 @@ def test_weight_only_keeps_weights_and_shifts_and_drops_activation_qdq(tmp_path)
 
 
 def _fp_activation_reference(model, x):
-    """The checkpoint's model with every activation quantizer bypassed (its weights still quantized): a deploy
-    quantizer returns DQ(Q(t - shift)) (the shift is folded into the next bias), so the bypass is t - shift."""
+    """The checkpoint's model with every activation quantizer bypassed (its weights still quantized)."""
     import torch
 
-    from compsrt.calibration.quant import FakeQuant
+    from benchmarks.export.conformance import fp_activations
 
-    acts = [m.aq if hasattr(m, "aq") else m.fq for m in model.modules() if hasattr(m, "aq") or hasattr(m, "fq")]
-    assert acts and all(isinstance(q, FakeQuant) for q in acts)
-    with torch.no_grad():
-        for q in acts:
-            q.forward = lambda t, q=q: t.float() - q.shift()
-        try:
-            return model(torch.from_numpy(x)).numpy()
-        finally:
-            for q in acts:
-                del q.forward
+    with torch.no_grad(), fp_activations(model):
+        return model(torch.from_numpy(x)).numpy()
 
 
 def test_export_with_fp_activations_is_the_weight_only_model(tmp_path):

@@ -19,7 +19,7 @@ from ..hadamard import PLUGIN_VERSION
 from ..models.limits import tile_limit_error
 from .graph import StaticSwinIR, trace_to_onnx
 from .surgery import (HADAMARD_VARIANTS, PLUGIN_DOMAIN, PLUGIN_OP, PLUGIN_VARIANTS, compact_constants, int4_site,
-                      remove_identities, replace_markers, to_plugin)
+                      int8_by_attribute, remove_identities, replace_markers, to_plugin)
 
 LEGACY_MAX_OPSET = 20  # the TorchScript exporter; higher opsets go through onnx.version_converter
 IO_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
@@ -125,6 +125,7 @@ def build_onnx(model: nn.Module, opts: ExportOptions, meta: dict | None = None) 
     compact_constants(graph, static.constants)  # after folding, which would expand them again
     proto = _finish(graph)
     proto = _set_opset(proto, opset, {})
+    int8_by_attribute(proto)  # opset >= 21: the activation Q/DQ form ONNX Runtime's optimizers accept
     proto = onnx.shape_inference.infer_shapes(proto, strict_mode=True, data_prop=True)
     n_plugin = 0
     if opts.hadamard in PLUGIN_VARIANTS and quantized:

@@ -8,9 +8,10 @@ Subgraph of a quantized Linear (activation of real width m, padded width n, ``ou
 
 An attention operand is the same up to the DequantizeLinear (q, k, probabilities rotated along their
 last axis; v rotated along the token axis). Zero-points are always 0 (TensorRT's explicit
-quantization is symmetric); the b-bit range is enforced by the Clip (QuantizeLinear itself only
-saturates to the INT8 container); the asymmetric activation offset ("shift") is subtracted before
-quantizing and its contribution is folded into the bias of the consuming Linear.
+quantization is symmetric; at opset >= 21 the activation quantizers omit it: :func:`int8_by_attribute`);
+the b-bit range is enforced by the Clip (QuantizeLinear itself only saturates to the INT8 container); the
+asymmetric activation offset ("shift") is subtracted before quantizing and its contribution is folded into the bias
+of the consuming Linear.
 
 ``hadamard="matmul"`` writes each Hadamard as a MatMul by the constant ``H_n[:m]`` (standard ops);
 ``hadamard="plugin"`` writes a ``HadamardTransform`` node for the TensorRT plugin of
@@ -327,6 +328,54 @@ def to_plugin(graph: gs.Graph, records: list[HadamardRecord], quants: list[Quant
         count += 1
     graph.cleanup().toposort()
     return count
+
+
+OUTPUT_DTYPE_OPSET = 21  # QuantizeLinear's output_dtype attribute
+
+
+def int8_by_attribute(model: onnx.ModelProto) -> int:
+    """At opset >= 21, write each activation quantizer as ``Q(x, s, output_dtype=INT8) -> DQ(q, s)``.
+
+    Same values as the zero-point-0 form (an omitted zero-point is 0; ``output_dtype`` keeps the INT8 container),
+    but ONNX Runtime's optimizers (EXTENDED and ALL) reject that form: QDQPropagationTransformer copies a
+    DequantizeLinear forward through Transpose/Reshape as a new Q/DQ pair whose Q carries ``output_dtype=INT8``,
+    then QDQS8ToU8Transformer turns the pair's zero-point into UINT8 and leaves the attribute, so the session
+    fails type inference. That transformer only rewrites Q/DQ pairs that have a zero-point input, so this form
+    loads at every level (``tests/test_conformance.py`` keeps the reduced case). Weight DequantizeLinears keep
+    their zero-points (INT4/INT8 zeros). Returns how many quantizers changed.
+    """
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < OUTPUT_DTYPE_OPSET:
+        return 0
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in g.node:
+        for name in n.input:
+            consumers.setdefault(name, []).append(n)
+
+    def zero_int8(name: str) -> bool:
+        t = inits.get(name)
+        return (t is not None and t.data_type == onnx.TensorProto.INT8 and int(np.prod(t.dims)) == 1
+                and not onnx.numpy_helper.to_array(t).any())
+
+    changed = 0
+    for q in [n for n in g.node if n.op_type == "QuantizeLinear"]:
+        if q.input[0] in inits or len(q.input) < 3 or not zero_int8(q.input[2]):
+            continue
+        dqs = consumers.get(q.output[0], [])
+        if any(d.op_type != "DequantizeLinear" or d.input[1] != q.input[1] or d.input[2:] != q.input[2:] for d in dqs):
+            raise CompsrtError(f"internal: {q.name} feeds something besides its DequantizeLinear(s, 0)")
+        del q.input[2]
+        q.attribute.append(onnx.helper.make_attribute("output_dtype", onnx.TensorProto.INT8))
+        for d in dqs:
+            del d.input[2]
+        changed += 1
+    used = {name for n in g.node for name in n.input}
+    kept = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(kept)
+    return changed
 
 
 _NO_NUMPY = {onnx.TensorProto.INT4, onnx.TensorProto.UINT4}

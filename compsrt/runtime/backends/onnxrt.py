@@ -32,8 +32,9 @@ def session_from_onnx(model: str | os.PathLike | bytes, providers: str = "cpu", 
                       optimization: str = "all"):
     """An ``onnxruntime.InferenceSession`` for a file or serialized model; one-line errors naming the fix.
 
-    ``optimization="basic"`` keeps Q/DQ pairs as they are: ``"all"`` fuses Q/DQ + MatMul into integer
-    kernels (other arithmetic, and a broken QuantizeLinear for INT4 blocks), which parity must not test.
+    ``optimization="basic"`` keeps Q/DQ pairs as they are: ``"all"`` (ONNX Runtime's default) fuses Q/DQ + MatMul
+    into integer kernels (other arithmetic), which parity must not test. Every graph ``compsrt export`` writes loads
+    at every level (tests/test_conformance.py).
     """
     try:
         import onnxruntime as ort
@@ -51,7 +52,7 @@ def session_from_onnx(model: str | os.PathLike | bytes, providers: str = "cpu", 
     if threads:
         opts.intra_op_num_threads = threads
     opts.log_severity_level = 3
-    if optimization == "basic" or _has_int4(model):  # ONNX Runtime 1.31's QDQ passes (EXTENDED and up) break INT4 weights
+    if optimization == "basic":
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     try:
         return ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts, providers=wanted)
@@ -62,19 +63,11 @@ def session_from_onnx(model: str | os.PathLike | bytes, providers: str = "cpu", 
             hint = ("; this graph uses the TensorRT plugin op HadamardTransform, which ONNX Runtime cannot run: "
                     "export the ONNX Runtime variant with `compsrt export ... --hadamard matmul`, or build an "
                     "engine from this one and use --engine")
+        elif "does not match y_zero_point type" in str(exc):  # activation Q/DQ from an older compsrt export
+            hint = ("; this graph's activation quantizers are in the older opset-21 form that ONNX Runtime's graph "
+                    "optimizers reject: export it again with `compsrt export`")
         name = "the serialized model" if isinstance(model, bytes) else model
         raise CompsrtError(f"ONNX Runtime cannot load {name}: {msg}{hint}") from None
-
-
-def _has_int4(model: str | os.PathLike | bytes) -> bool:
-    """Whether the graph stores INT4 initialisers (``compsrt export`` does for weights of <= 4 bits)."""
-    import onnx
-
-    try:
-        proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model), load_external_data=False)
-    except Exception:  # onnxruntime will report what is wrong with the file
-        return False
-    return any(t.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4) for t in proto.graph.initializer)
 
 
 class OrtBackend(Backend):
