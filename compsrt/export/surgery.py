@@ -329,7 +329,7 @@ def to_plugin(graph: gs.Graph, records: list[HadamardRecord], quants: list[Quant
     return count
 
 
-_NO_NUMPY = {onnx.TensorProto.INT4, onnx.TensorProto.UINT4}
+_NO_NUMPY = {onnx.TensorProto.INT4, onnx.TensorProto.UINT4, onnx.TensorProto.BFLOAT16}
 
 
 def _array(c: gs.Constant) -> np.ndarray | None:

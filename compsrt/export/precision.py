@@ -1,0 +1,95 @@
+"""Reduced internal precision at export: the torch reference of a bf16 / fp16 graph, and the FP16 overflow guard.
+
+The graph's casts come from tracing :class:`~compsrt.export.graph.StaticSwinIR` under an
+:class:`~compsrt.models.precision.InternalPrecision`; :func:`reference_forward` runs that same forward on an
+image of any size, so accuracy is scored on exactly the operations the graph declares.
+
+The guard: FP16 tops out at 65,504. SwinIR's activations grow across the residual groups, and an engine whose
+FP16 tensor overflows writes inf/NaN (black tiles). Export with ``fp16`` internals therefore needs the
+activation ranges recorded on training patches (:mod:`compsrt.calibration.ranges`) and refuses when a tensor
+that would be FP16 reaches ``FP16_MAX / GUARD_MARGIN``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import CompsrtError
+from ..models.precision import FP16_MAX, InternalPrecision
+from .graph import StaticSwinIR
+
+# Refuse FP16 when a recorded |activation| exceeds FP16_MAX / 4 = 16,376: ranges come from a few hundred
+# training patches, and an unseen image's maximum can exceed them (the per-image maxima of the stand-in models
+# spread by up to ~2x over their training images: benchmarks/export/results/precision/ranges_x*.json); a
+# second factor of 2 covers the FP16 rounding and accumulation order of the engine's kernels.
+GUARD_MARGIN = 4.0
+
+
+def reference_forward(model: nn.Module, x: torch.Tensor, internal: InternalPrecision) -> torch.Tensor:
+    """``model`` on ``x`` (B, 3, H, W) in [0, 1] with the graph's casts: reflect-pad to the window, crop back."""
+    h, w = x.shape[-2:]
+    ws = model.window_size
+    ph, pw = (-h) % ws, (-w) % ws
+    xp = F.pad(x, (0, pw, 0, ph), mode="reflect") if ph or pw else x
+    static = StaticSwinIR(model, (xp.shape[-2], xp.shape[-1]), internal=internal).to(x.device)
+    y = static(xp)
+    s = model.scale
+    return y[..., : h * s, : w * s]
+
+
+def read_ranges(path, checkpoint_sha256: str) -> dict:
+    """A `compsrt ranges` JSON, refused when it was recorded for another model file."""
+    import json
+
+    from ..calibration.ranges import RANGES_FORMAT
+
+    try:
+        res = json.loads(open(path).read())
+    except (OSError, ValueError) as exc:
+        raise CompsrtError(f"--ranges {path}: not a readable JSON file ({exc}); create it with `compsrt ranges`")
+    if not isinstance(res, dict) or res.get("format") != RANGES_FORMAT or not isinstance(res.get("tensors"), dict):
+        raise CompsrtError(f"--ranges {path}: not an activation ranges file; create it with `compsrt ranges`")
+    if res.get("weights_sha256") != checkpoint_sha256:
+        raise CompsrtError(f"--ranges {path} was recorded for another model file ({res.get('weights')}); "
+                           "run `compsrt ranges --weights` on the checkpoint you export")
+    return res
+
+
+def fp16_threshold() -> float:
+    return FP16_MAX / GUARD_MARGIN
+
+
+def fp16_tensors(ranges: dict, internal: InternalPrecision) -> list[tuple[str, float]]:
+    """(tensor, max |value|) of every recorded tensor that ``internal`` computes or stores in its reduced dtype."""
+    out = []
+    for name, rec in ranges["tensors"].items():
+        if any(kind in internal.low for kind in rec["kinds"]):
+            out.append((name, float(rec["max_abs"])))
+    return out
+
+
+def check_fp16_guard(ranges: dict | None, internal: InternalPrecision, source: str) -> dict | None:
+    """Raise a one-line CompsrtError when fp16 internals would come within the margin of FP16's range.
+
+    Returns the guard's record for the sidecar (None for fp32 / bf16 internals, whose range is FP32's).
+    """
+    if internal.name != "fp16":
+        return None
+    if ranges is None:
+        raise CompsrtError("--internal-precision fp16 needs activation ranges to rule out FP16 overflow: record them "
+                           "with `compsrt ranges --weights FILE --out ranges.json` and pass --ranges ranges.json "
+                           "(checkpoints from `compsrt calibrate` carry them), or use --internal-precision bf16")
+    checked = fp16_tensors(ranges, internal)
+    if not checked:
+        raise CompsrtError(f"{source}: the activation ranges name no tensor of the fp16 operations; "
+                           "record them again with `compsrt ranges`")
+    name, peak = max(checked, key=lambda t: t[1])
+    limit = fp16_threshold()
+    if not peak < limit:  # NaN / inf fail too
+        raise CompsrtError(f"--internal-precision fp16 refused: tensor {name} reaches |{peak:,.0f}| on training "
+                           f"patches, above the FP16 guard {limit:,.0f} (65,504 / {GUARD_MARGIN:g}); "
+                           "use --internal-precision bf16 (FP32's range) or fp32")
+    return {"max_abs": peak, "tensor": name, "threshold": limit, "margin": GUARD_MARGIN, "source": source,
+            "patches": ranges.get("patches")}
