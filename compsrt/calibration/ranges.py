@@ -111,9 +111,11 @@ def record_ranges(model: nn.Module, batches: Iterable[torch.Tensor]) -> dict:
     tensors = {k: {"max_abs": float(v), "kinds": kinds[k]} for k, v in peaks.items()}
     groups: dict[str, dict] = {}
     for k, rec in tensors.items():
-        g = groups.setdefault(group_of(k), {"max_abs": 0.0, "tensor": None})
+        g = groups.setdefault(group_of(k), {"max_abs": 0.0, "tensor": None, "residual_max_abs": 0.0})
         if rec["max_abs"] >= g["max_abs"]:
             g.update(max_abs=rec["max_abs"], tensor=k)
+        if "residual" in rec["kinds"]:  # the residual stream (softmax inputs carry the -100 shift mask)
+            g["residual_max_abs"] = max(g["residual_max_abs"], rec["max_abs"])
     for g in groups.values():
         g["fraction_of_fp16_max"] = g["max_abs"] / FP16_MAX
     pp = torch.cat(per_patch) if per_patch else torch.zeros(1)

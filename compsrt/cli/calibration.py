@@ -139,7 +139,8 @@ def _ranges(args) -> int:
     res = ranges_for_file(args.weights, args.patches, args.patch, seed=args.seed, device=args.device, data=args.data)
     atomic_write_text(args.out, json.dumps(res, indent=1) + "\n")
     for g, rec in res["groups"].items():
-        print(f"{g:8s} max |x| {rec['max_abs']:12,.1f} ({rec['max_abs'] / FP16_MAX:.2%} of FP16's 65,504) at {rec['tensor']}")
+        print(f"{g:8s} max |x| {rec['max_abs']:10,.1f} ({rec['max_abs'] / FP16_MAX:.2%} of FP16's 65,504) at "
+              f"{rec['tensor']}; residual stream {rec['residual_max_abs']:,.1f}")
     print(f"wrote {args.out}: {len(res['tensors'])} tensors, {res['patches']} patches of {args.patch}x{args.patch}")
     return 0
 

@@ -130,7 +130,8 @@ class StaticSwinIR(nn.Module):
             if isinstance(mod, nn.Linear):
                 return self.internal.linear(mod, x)
             return mod(x)
-        return _SiteFn.apply(as_dtype(x, torch.float32), idx)  # quantized sites (Hadamard + Q/DQ) stay FP32
+        x = as_dtype(x, torch.float32)  # quantized sites (Hadamard + Q/DQ) stay FP32
+        return _SiteFn.apply(x, idx) if torch.jit.is_tracing() else mod(x)  # eager: the torch reference
 
     # -- static forward ------------------------------------------------------------------------
     def _attention(self, attn: nn.Module, x: torch.Tensor, pb: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
