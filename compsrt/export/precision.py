@@ -27,13 +27,26 @@ from .graph import StaticSwinIR
 GUARD_MARGIN = 4.0
 
 
-def reference_forward(model: nn.Module, x: torch.Tensor, internal: InternalPrecision) -> torch.Tensor:
-    """``model`` on ``x`` (B, 3, H, W) in [0, 1] with the graph's casts: reflect-pad to the window, crop back."""
+def reference_forward(model: nn.Module, x: torch.Tensor, internal: InternalPrecision,
+                      cache: dict | None = None) -> torch.Tensor:
+    """``model`` on ``x`` (B, 3, H, W) in [0, 1] with the graph's casts: reflect-pad to the window, crop back.
+
+    ``cache``: a dict that keeps the static forward of each padded size (its masks and biases) between calls.
+    """
     h, w = x.shape[-2:]
     ws = model.window_size
     ph, pw = (-h) % ws, (-w) % ws
     xp = F.pad(x, (0, pw, 0, ph), mode="reflect") if ph or pw else x
-    static = StaticSwinIR(model, (xp.shape[-2], xp.shape[-1]), internal=internal).to(x.device)
+    key = (xp.shape[-2], xp.shape[-1], internal, x.device)
+    static = cache.get(key) if cache is not None else None
+    if static is None:
+        device = x.device
+        model.cpu()  # the static forward reads its constants on the CPU, then they follow the model
+        static = StaticSwinIR(model, (xp.shape[-2], xp.shape[-1]), internal=internal)
+        model.to(device)
+        static._consts = {k: tuple(None if t is None else t.to(device) for t in v) for k, v in static._consts.items()}
+        if cache is not None:
+            cache[key] = static
     y = static(xp)
     s = model.scale
     return y[..., : h * s, : w * s]
@@ -42,11 +55,12 @@ def reference_forward(model: nn.Module, x: torch.Tensor, internal: InternalPreci
 def read_ranges(path, checkpoint_sha256: str) -> dict:
     """A `compsrt ranges` JSON, refused when it was recorded for another model file."""
     import json
+    from pathlib import Path
 
     from ..calibration.ranges import RANGES_FORMAT
 
     try:
-        res = json.loads(open(path).read())
+        res = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise CompsrtError(f"--ranges {path}: not a readable JSON file ({exc}); create it with `compsrt ranges`")
     if not isinstance(res, dict) or res.get("format") != RANGES_FORMAT or not isinstance(res.get("tensors"), dict):

@@ -48,7 +48,7 @@ class InternalPrecision:
     low: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, name: str, low: frozenset[str] | set[str] | None = None) -> "InternalPrecision":
+    def of(cls, name: str, low: frozenset[str] | set[str] | None = None) -> InternalPrecision:
         """The policy ``name`` with the measured FP32 kinds, or with exactly ``low`` reduced (measurements)."""
         if name not in DTYPES:
             raise ValueError(f"internal precision must be one of {INTERNAL_PRECISIONS}, got {name!r}")
