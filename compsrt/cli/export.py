@@ -45,9 +45,9 @@ def register(subparsers) -> None:
                         "TensorRT runs FP activations with the INT4 / INT8 weights: the smallest engine "
                         "(docs/export.md); not with --hadamard fused-quant (default %(default)s)")
     p.add_argument("--internal-precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                   help="dtype of the unquantized operations (convs, GELU, attention products, FP Linears; "
-                        "LayerNorm, softmax and residual sums stay FP32): bf16 keeps FP32's range, fp16 needs "
-                        "activation ranges and refuses when they come near 65,504 (default %(default)s)")
+                   help="dtype of the unquantized operations (the quantized Linears' Q/DQ stay as they are): "
+                        "bf16 = FP32's range, convs, LayerNorms and residual sums kept FP32 (measured); fp16 = all "
+                        "in FP16, refused when the activation ranges come near 65,504 (default %(default)s)")
     p.add_argument("--ranges", type=existing("ranges file", "create it with `compsrt ranges`"), default=None,
                    help="activation ranges JSON from `compsrt ranges` for the FP16 guard (default: the ranges a "
                         "compressed checkpoint carries)")
