@@ -16,6 +16,9 @@ from .checkpoint import save_checkpoint
 from .data import PatchSampler, load_training_lr
 from .distill import DistillSettings, calibrate, for_device
 from .qmodel import QuantConfig
+from .ranges import record_ranges
+
+RANGE_BATCHES = 8  # x 4 training patches: the activation ranges stored with the checkpoint
 
 
 def pick_device(device: str | None) -> torch.device:
@@ -46,6 +49,7 @@ def compress(scale: int, cfg: QuantConfig, out: str | os.PathLike, settings: Dis
     sampler = PatchSampler([im for _, im in images], settings.patch, dev, settings.seed)
     t_data = time.perf_counter() - t0
     student, log = calibrate(fp, cfg, sampler, settings, progress=progress)
+    ranges = record_ranges(student.eval(), [sampler.sample(4) for _ in range(RANGE_BATCHES)])
     meta = {
         "scale": scale,
         "fp_weights": Path(path).name,
@@ -55,6 +59,7 @@ def compress(scale: int, cfg: QuantConfig, out: str | os.PathLike, settings: Dis
         "calibration_sources": sorted({n.split("/")[0] for n, _ in images}),
         "seconds_data": t_data,
         "log": log,
+        "activation_ranges": ranges,  # what export's FP16 guard reads (compsrt.calibration.ranges)
     }
     save_checkpoint(student, meta, out)
     return meta

@@ -62,6 +62,19 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="output checkpoint (.pt)")
     p.set_defaults(func=_calibrate)
 
+    r = subparsers.add_parser("ranges", help="record per-tensor activation ranges on training patches (for the "
+                                           "FP16 overflow guard of `compsrt export --internal-precision fp16`)")
+    r.add_argument("--weights", type=existing("model file", "pass SwinIR-light .pth weights or a compressed checkpoint"),
+                   required=True, help="FP weights (.pth) or a compressed checkpoint")
+    r.add_argument("--patches", type=positive_int, default=32, help="training patches (default %(default)s)")
+    r.add_argument("--patch", type=positive_int, default=64, help="LR patch side (default %(default)s)")
+    r.add_argument("--seed", type=int, default=0, help="random seed of patch sampling (default %(default)s)")
+    r.add_argument("--data", type=existing("data root", directory_ok=True), default=None, metavar="DIR",
+                   help="data root holding train/ and calib/ (default: $COMPSRT_DATA, else ../shared/data)")
+    r.add_argument("--device", default="auto", help=DEVICE_HELP)
+    r.add_argument("--out", type=Path, required=True, help="output JSON")
+    r.set_defaults(func=_ranges)
+
     k = subparsers.add_parser("pack", help="pack a compressed checkpoint; prints the measured bits per parameter")
     k.add_argument("checkpoint", help="compressed checkpoint (.pt) from `compsrt calibrate`")
     k.add_argument("--out", required=True, help="packed file (.csrt)")
@@ -116,6 +129,20 @@ def quant_config(args):
         raise CompsrtError("give the bit-widths: --bits B (weights and activations), or --wbits B --abits B, or --preset NAME")
     return QuantConfig(bits=bits, mode=args.mode, prune=args.prune, clamp_codes=args.clamp_codes, wbits=args.wbits,
                        abits=args.abits, overrides=overrides)
+
+
+def _ranges(args) -> int:
+    from ..calibration.ranges import ranges_for_file
+    from ..files import atomic_write_text
+    from ..models.precision import FP16_MAX
+
+    res = ranges_for_file(args.weights, args.patches, args.patch, seed=args.seed, device=args.device, data=args.data)
+    atomic_write_text(args.out, json.dumps(res, indent=1) + "\n")
+    for g, rec in res["groups"].items():
+        print(f"{g:8s} max |x| {rec['max_abs']:10,.1f} ({rec['max_abs'] / FP16_MAX:.2%} of FP16's 65,504) at "
+              f"{rec['tensor']}; residual stream {rec['residual_max_abs']:,.1f}")
+    print(f"wrote {args.out}: {len(res['tensors'])} tensors, {res['patches']} patches of {args.patch}x{args.patch}")
+    return 0
 
 
 def _pack(args) -> int:

@@ -29,7 +29,7 @@ def register(subparsers) -> None:
     p.add_argument("--opset", type=int, default=17,
                    help="ONNX opset, >= 17; raised to 21 when the graph has INT4 weights (default %(default)s)")
     p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
-                   help="input/output dtype; internals (LayerNorm, residuals, softmax) stay FP32 (default %(default)s)")
+                   help="input/output dtype; internals: --internal-precision (default %(default)s)")
     p.add_argument("--weight-storage", choices=("auto", "int4", "int8"), default="auto",
                    help="storage of the weight codes: auto = INT4 for weights of <= 4 bits, per output channel "
                         "(opset 21), INT8 otherwise; int8 = INT8 containers for all (opset 17 parsers, e.g. older "
@@ -42,6 +42,13 @@ def register(subparsers) -> None:
                    help="fp = weight-only: the checkpoint's activation quantizers are left out (no Q/DQ, no shifts), "
                         "TensorRT runs FP activations with the INT4 / INT8 weights: the smallest engine "
                         "(docs/export.md); not with --hadamard fused-quant (default %(default)s)")
+    p.add_argument("--internal-precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="dtype of the unquantized operations (the quantized Linears' Q/DQ stay as they are): "
+                        "bf16 = FP32's range, convs, LayerNorms and residual sums kept FP32 (measured); fp16 = all "
+                        "in FP16, refused when the activation ranges come near 65,504 (default %(default)s)")
+    p.add_argument("--ranges", type=existing("ranges file", "create it with `compsrt ranges`"), default=None,
+                   help="activation ranges JSON from `compsrt ranges` for the FP16 guard (default: the ranges a "
+                        "compressed checkpoint carries)")
     p.add_argument("--out", type=Path, required=True, help="output .onnx (sidecar JSON written next to it)")
     p.set_defaults(func=cmd_export)
 
@@ -83,12 +90,13 @@ def cmd_export(args) -> int:
 
     opts = ExportOptions(tile=tuple(args.tile), batch=args.batch, hadamard=args.hadamard, opset=args.opset,
                          io_dtype=args.precision, int4_block=args.int4_block, weights=args.weight_storage,
-                         activations=args.activations)
-    res = export_checkpoint(args.checkpoint, args.out, opts)
+                         activations=args.activations, internal=args.internal_precision)
+    res = export_checkpoint(args.checkpoint, args.out, opts, ranges=args.ranges)
     s = res.sidecar
     print(f"wrote {res.onnx_path} ({res.onnx_path.stat().st_size:,} bytes) and {res.sidecar_path}: x{s['scale']} "
           f"{s['mode']} {s['precision_label'] or str(s['bits']) + '-bit'}, tile {fmt_tile(s['tile'])}, batch {s['batch']}, "
-          f"hadamard {s['hadamard'] or '-'}, {s['quant_sites']} quantized sites, opset {s['opset']}")
+          f"hadamard {s['hadamard'] or '-'}, {s['quant_sites']} quantized sites, opset {s['opset']}, "
+          f"internal {s['precision']['internal']}")
     return 0
 
 

@@ -1,7 +1,8 @@
 """ONNX export of SwinIR-light (FP or CompSRT deploy mode) for TensorRT; see docs/export.md.
 
 * :func:`compsrt.export.exporter.export_checkpoint` / :func:`~compsrt.export.exporter.export_model`:
-  static tile, dynamic or fixed batch, FP32/FP16 I/O with FP32 internals, Hadamard nodes (TensorRT
+  static tile, dynamic or fixed batch, FP32/FP16 I/O, FP32/BF16/FP16 internals (:mod:`.precision`, with the
+  FP16 overflow guard), Hadamard nodes (TensorRT
   plugin or constant MatMul) and symmetric INT8-container Q/DQ pairs for the quantized sites.
 * :func:`compsrt.export.inspect.inspect_model`: Q/DQ and Hadamard counts, per-MatMul/Conv precision,
   weight bytes by dtype.

@@ -17,7 +17,9 @@ from ..errors import CompsrtError
 from ..files import atomic_path, sha256_file
 from ..hadamard import PLUGIN_VERSION
 from ..models.limits import tile_limit_error
+from ..models.precision import INTERNAL_PRECISIONS, InternalPrecision
 from .graph import StaticSwinIR, trace_to_onnx
+from .precision import check_fp16_guard, read_ranges
 from .surgery import (HADAMARD_VARIANTS, PLUGIN_DOMAIN, PLUGIN_OP, PLUGIN_VARIANTS, compact_constants, int4_site,
                       int8_by_attribute, remove_identities, replace_markers, to_plugin)
 
@@ -39,6 +41,7 @@ class ExportOptions:
     int4_block: int | None = None  # 64/128: INT4 weights in blocks along K instead of per channel
     weights: str = "auto"  # auto/int4: <= 4-bit weight codes as INT4 (opset >= 21); int8: INT8 containers
     activations: str = "quantized"  # fp: weight-only, the checkpoint's activation quantizers are left out
+    internal: str = "fp32"  # bf16/fp16: the unquantized operations (compsrt.models.precision) in that dtype
 
     def validate(self) -> None:
         if self.hadamard not in HADAMARD_VARIANTS:
@@ -59,6 +62,8 @@ class ExportOptions:
         if self.activations == "fp" and self.hadamard == "fused-quant":
             raise CompsrtError("--activations fp leaves no activation quantizer for --hadamard fused-quant to fuse: "
                                "use --hadamard matmul or plugin")
+        if self.internal not in INTERNAL_PRECISIONS:
+            raise CompsrtError(f"--internal-precision must be one of {INTERNAL_PRECISIONS}, got {self.internal!r}")
         if self.batch is not None and self.batch < 1:
             raise CompsrtError(f"--batch must be a positive integer or 'dynamic', got {self.batch}")
         too_large = tile_limit_error(tuple(self.tile), self.batch or 1)
@@ -102,7 +107,9 @@ def build_onnx(model: nn.Module, opts: ExportOptions, meta: dict | None = None) 
         meta.setdefault("bits", cfg.bits)
         meta.setdefault("mode", cfg.mode)
         meta.setdefault("prune", cfg.prune)
-    static = StaticSwinIR(model.eval(), opts.tile, IO_DTYPES[opts.io_dtype])
+    internal = InternalPrecision.of(opts.internal)
+    guard = check_fp16_guard(meta.get("activation_ranges"), internal, meta.get("ranges_source", "checkpoint"))
+    static = StaticSwinIR(model.eval(), opts.tile, IO_DTYPES[opts.io_dtype], internal)
     quantized = bool(static.sites)
     has_int4 = any(int4_site(s) for s in static.sites)
     if (opts.weights == "int4" or opts.int4_block) and not has_int4:
@@ -161,7 +168,9 @@ def build_onnx(model: nn.Module, opts: ExportOptions, meta: dict | None = None) 
                   "layout": "NCHW", "range": [0.0, 1.0], "channels": "RGB"},
         "output": {"name": OUTPUT_NAME, "dtype": "float16" if io == "fp16" else "float32",
                    "layout": "NCHW", "range": "unclamped, clamp to [0, 1]"},
-        "precision": {"io": io, "internal": "fp32", "quantized_matmuls": matmul_precision,
+        "precision": {"io": io, "internal": internal.name, "internal_fp32_kinds": internal.kept_fp32(),
+                      "fp16_guard": guard,
+                      "quantized_matmuls": matmul_precision,
                       # what TensorRT executes: every activation Q/DQ in INT8 (b-bit grids clipped inside it),
                       # weights as INT4 (weight-only) or INT8 initialisers
                       "weight_storage": ({"int4": n_int4, "int8": sum(s.kind == "linear" for s in static.sites) - n_int4}
@@ -216,11 +225,18 @@ def export_model(model: nn.Module, out: str | os.PathLike, opts: ExportOptions, 
     return ExportResult(out, write_sidecar(out, sidecar), sidecar, proto)
 
 
-def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, opts: ExportOptions) -> ExportResult:
-    """Export any model file (FP weights, compressed checkpoint or pack; the content decides)."""
+def export_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike, opts: ExportOptions,
+                      ranges: str | os.PathLike | None = None) -> ExportResult:
+    """Export any model file (FP weights, compressed checkpoint or pack; the content decides).
+
+    ``ranges``: a `compsrt ranges` JSON of this model file for the FP16 guard (instead of the checkpoint's).
+    """
     from ..calibration.checkpoint import load_model
 
     model, meta = load_model(checkpoint)
     meta["checkpoint"] = str(checkpoint)
     meta["checkpoint_sha256"] = sha256_file(checkpoint)
+    if ranges is not None:
+        meta["activation_ranges"] = read_ranges(ranges, meta["checkpoint_sha256"])
+        meta["ranges_source"] = str(ranges)
     return export_model(model, out, opts, meta)

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..artifacts import INPUT_NAME, OUTPUT_NAME
 from ..errors import CompsrtError
+from ..models.precision import InternalPrecision, as_dtype
 from ..sites import Site, collect_sites, is_quantized
 
 SITE_DOMAIN = "compsrt.site"
@@ -78,8 +79,10 @@ class _SiteFn(torch.autograd.Function):
 class StaticSwinIR(nn.Module):
     """Static-tile forward of a SwinIR(-light) model, numerically the same as ``SwinIR.forward``."""
 
-    def __init__(self, model: nn.Module, tile: tuple[int, int], io_dtype: torch.dtype = torch.float32):
+    def __init__(self, model: nn.Module, tile: tuple[int, int], io_dtype: torch.dtype = torch.float32,
+                 internal: InternalPrecision | None = None):
         super().__init__()
+        self.internal = internal or InternalPrecision()  # the dtype of each unquantized op (casts in the trace)
         from ..models.swinir import SwinTransformerBlock
 
         self.model = model
@@ -124,30 +127,36 @@ class StaticSwinIR(nn.Module):
             sub = getattr(mod, "q", None)
             if sub is not None and id(sub) in self._site_of:  # fused qkv split in three QLinears
                 return torch.cat([self._call(mod.q, x), self._call(mod.k, x), self._call(mod.v, x)], -1)
+            if isinstance(mod, nn.Linear):
+                return self.internal.linear(mod, x)
             return mod(x)
-        return _SiteFn.apply(x, idx)
+        x = as_dtype(x, torch.float32)  # quantized sites (Hadamard + Q/DQ) stay FP32
+        return _SiteFn.apply(x, idx) if torch.jit.is_tracing() else mod(x)  # eager: the torch reference
 
     # -- static forward ------------------------------------------------------------------------
     def _attention(self, attn: nn.Module, x: torch.Tensor, pb: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         n, c = attn.window_size * attn.window_size, attn.dim
         qkv = self._call(attn.qkv, x).reshape(-1, n, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0] * attn.scale, qkv[1], qkv[2]
-        a = self._call(attn.quant_q, q) @ self._call(attn.quant_k, k).transpose(-2, -1)
-        a = a + pb
+        p, quantized = self.internal, id(attn.quant_q) in self._site_of
+        a = p.matmul(self._call(attn.quant_q, q), self._call(attn.quant_k, k).transpose(-2, -1), quantized)
+        a = as_dtype(a, torch.float32) + pb  # the position bias and the shift mask are added in FP32 (constant-derived)
         if mask is not None:
             nw = mask.shape[1]
             a = a.reshape(-1, nw, attn.num_heads, n, n) + mask
             a = a.reshape(-1, attn.num_heads, n, n)
-        a = a.softmax(dim=-1)
-        y = (self._call(attn.quant_attn, a) @ self._call(attn.quant_v, v)).transpose(1, 2).reshape(-1, n, c)
-        return self._call(attn.proj, y)
+        a = p.softmax(a)
+        quantized = id(attn.quant_attn) in self._site_of
+        y = p.matmul(self._call(attn.quant_attn, a), self._call(attn.quant_v, v), quantized)
+        return self._call(attn.proj, y.transpose(1, 2).reshape(-1, n, c))
 
     def _block(self, blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
         h, w, ws, s = self.h, self.w, blk.window_size, blk.shift_size
         c = blk.norm1.normalized_shape[0]
         pb, mask = self._consts[id(blk)]
+        p = self.internal
         shortcut = x
-        x = blk.norm1(x).reshape(-1, h, w, c)
+        x = p.layer_norm(blk.norm1, x).reshape(-1, h, w, c)
         if s > 0:
             x = torch.roll(x, shifts=(-s, -s), dims=(1, 2))
         x = x.reshape(-1, h // ws, ws, w // ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, ws * ws, c)
@@ -155,28 +164,28 @@ class StaticSwinIR(nn.Module):
         x = x.reshape(-1, h // ws, w // ws, ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, h, w, c)
         if s > 0:
             x = torch.roll(x, shifts=(s, s), dims=(1, 2))
-        x = shortcut + x.reshape(-1, h * w, c)
+        x = p.add(shortcut, x.reshape(-1, h * w, c))
         mlp = blk.mlp
-        return x + self._call(mlp.fc2, mlp.act(self._call(mlp.fc1, blk.norm2(x))))
+        return p.add(x, self._call(mlp.fc2, p.gelu(mlp.act, self._call(mlp.fc1, p.layer_norm(blk.norm2, x)))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m, h, w = self.model, self.h, self.w
+        m, h, w, p = self.model, self.h, self.w, self.internal
         if x.dtype != torch.float32:
             x = x.float()
         x = (x - m.mean) * m.img_range
-        x = m.conv_first(x)
+        x = p.conv(m.conv_first, x)
         c = m.conv_first.out_channels
-        f = m.patch_embed.norm(x.reshape(-1, c, h * w).transpose(1, 2))
+        f = p.layer_norm(m.patch_embed.norm, x.reshape(-1, c, h * w).transpose(1, 2))
         for layer in m.layers:
             y = f
             for blk in layer.residual_group.blocks:
                 y = self._block(blk, y)
-            y = layer.conv(y.transpose(1, 2).reshape(-1, c, h, w))
-            f = y.reshape(-1, c, h * w).transpose(1, 2) + f
-        f = m.norm(f).transpose(1, 2).reshape(-1, c, h, w)
-        x = m.conv_after_body(f) + x
-        x = m.upsample(x)
-        x = x / m.img_range + m.mean
+            y = p.conv(layer.conv, y.transpose(1, 2).reshape(-1, c, h, w))
+            f = p.add(y.reshape(-1, c, h * w).transpose(1, 2), f)
+        f = p.layer_norm(m.norm, f).transpose(1, 2).reshape(-1, c, h, w)
+        x = p.add(p.conv(m.conv_after_body, f), x)
+        x = m.upsample[1](p.conv(m.upsample[0], x))
+        x = as_dtype(x, torch.float32) / m.img_range + m.mean
         return x if self.io_dtype == torch.float32 else x.to(self.io_dtype)
 
 

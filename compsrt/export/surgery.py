@@ -378,7 +378,7 @@ def int8_by_attribute(model: onnx.ModelProto) -> int:
     return changed
 
 
-_NO_NUMPY = {onnx.TensorProto.INT4, onnx.TensorProto.UINT4}
+_NO_NUMPY = {onnx.TensorProto.INT4, onnx.TensorProto.UINT4, onnx.TensorProto.BFLOAT16}
 
 
 def _array(c: gs.Constant) -> np.ndarray | None:

@@ -95,6 +95,7 @@ class WindowAttention(nn.Module):
         self.quant_k = nn.Identity()
         self.quant_v = nn.Identity()
         self.quant_attn = nn.Identity()
+        self.softmax = nn.Softmax(dim=-1)  # a module, so that activation ranges see the logits
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
 
     def position_bias(self) -> torch.Tensor:
@@ -112,7 +113,7 @@ class WindowAttention(nn.Module):
             nw = mask.shape[0]
             attn = attn.view(bw // nw, nw, self.num_heads, n, n) + mask.unsqueeze(1).unsqueeze(0)
             attn = attn.view(-1, self.num_heads, n, n)
-        attn = attn.softmax(dim=-1)
+        attn = self.softmax(attn)
         x = (self.quant_attn(attn) @ self.quant_v(v)).transpose(1, 2).reshape(bw, n, c)
         return self.proj(x)
 
