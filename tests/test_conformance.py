@@ -38,7 +38,7 @@ def test_export_variant_loads_and_runs_in_users_tools(results, variant):
         return
     assert e.path is not None, e.refused
     rows = results.rows_of(variant)
-    plugin = conf.is_plugin_graph(e)
+    plugin = bool(conf.trt_only(e))  # plugin nodes or BF16: TensorRT's tools
     assert [r["tool"] for r in rows] == list(conf.TOOLS_PLUGIN if plugin else conf.TOOLS_STANDARD)
     bad = [r for r in rows if not conf.row_ok(r)]
     assert not bad, bad

@@ -78,6 +78,18 @@ def test_fp16_graph_runs_in_onnxruntime_like_the_torch_reference():
     assert np.abs(ref16 - ref32).max() > 0  # the reference really computed in FP16
 
 
+def test_onnxruntime_backend_refuses_a_bf16_graph_in_one_line_naming_the_way_out():
+    """ONNX Runtime's CPU provider has no BF16 kernels: compsrt's backend says so and names the fixes."""
+    from compsrt.runtime.backends.onnxrt import session_from_onnx
+
+    m = tiny_swinir(2, 0, noise=0.02)
+    proto, _ = build_onnx(m, ExportOptions(tile=TILE, internal="bf16"), {})
+    with pytest.raises(CompsrtError) as err:
+        session_from_onnx(proto.SerializeToString())
+    msg = str(err.value)
+    assert "\n" not in msg and "no BF16 kernels" in msg and "--engine" in msg and "--internal-precision" in msg
+
+
 def test_fp32_internal_graph_has_no_casts():
     proto, side = build_onnx(tiny_swinir(2, 0), ExportOptions(tile=TILE))
     assert not any(n.op_type == "Cast" for n in proto.graph.node)

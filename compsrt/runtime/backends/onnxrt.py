@@ -66,8 +66,21 @@ def session_from_onnx(model: str | os.PathLike | bytes, providers: str = "cpu", 
         elif "does not match y_zero_point type" in str(exc):  # activation Q/DQ from an older compsrt export
             hint = ("; this graph's activation quantizers are in the older opset-21 form that ONNX Runtime's graph "
                     "optimizers reject: export it again with `compsrt export`")
+        elif "NOT_IMPLEMENTED" in str(exc) and _has_bf16(model):  # --internal-precision bf16
+            hint = ("; ONNX Runtime's CPU provider has no BF16 kernels: bf16 internals are for TensorRT (build an "
+                    "engine and use --engine), or export with `--internal-precision fp32` or `fp16` for ONNX Runtime")
         name = "the serialized model" if isinstance(model, bytes) else model
         raise CompsrtError(f"ONNX Runtime cannot load {name}: {msg}{hint}") from None
+
+
+def _has_bf16(model: str | os.PathLike | bytes) -> bool:
+    """Whether the graph computes in BF16 (``compsrt export --internal-precision bf16`` casts to it)."""
+    import onnx
+
+    proto = onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model), load_external_data=False)
+    bf16 = onnx.TensorProto.BFLOAT16
+    return (any(t.data_type == bf16 for t in proto.graph.initializer)
+            or any(a.name == "to" and a.i == bf16 for n in proto.graph.node if n.op_type == "Cast" for a in n.attribute))
 
 
 class OrtBackend(Backend):
