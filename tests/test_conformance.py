@@ -97,7 +97,7 @@ def test_opset21_export_writes_activation_quantizers_without_zero_points(results
     """The INT4 (opset 21) graph: every activation QuantizeLinear has output_dtype=INT8 and no zero-point, its
     DequantizeLinear no zero-point; weight DequantizeLinears keep theirs; the opset-17 graph (INT8 storage) keeps
     the zero-point-0 form. (Fails on the export before this form: its INT4 graphs carried zero-points.)"""
-    proto = _exported(results, "W4A4_matmul_auto_quantized")
+    proto = _exported(results, "W4A4_matmul_weight-auto_activations-quantized")
     assert proto.opset_import[0].version == 21
     g = proto.graph
     inits = {t.name for t in g.initializer}
@@ -110,6 +110,6 @@ def test_opset21_export_writes_activation_quantizers_without_zero_points(results
     act, weight = [d for d in dqs if d.input[0] not in inits], [d for d in dqs if d.input[0] in inits]
     assert len(act) == 20 and all(len(d.input) == 2 for d in act)
     assert len(weight) == 12 and all(len(d.input) == 3 for d in weight)
-    proto17 = _exported(results, "W4A4_matmul_int8_quantized")
+    proto17 = _exported(results, "W4A4_matmul_weight-int8_activations-quantized")
     assert proto17.opset_import[0].version == 17
     assert all(len(n.input) == 3 for n in proto17.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear"))

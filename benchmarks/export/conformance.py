@@ -96,7 +96,11 @@ class Variant:
 
     @property
     def name(self) -> str:
-        return "_".join([self.checkpoint] + [v.replace("fused-quant", "fusedquant") for _, v in self.options])
+        """E.g. ``W4A4_matmul_internal-fp16``: the option's first word beside its value (``--precision fp16`` and
+        ``--internal-precision fp16`` must not share a name, nor an output file)."""
+        parts = [v.replace("fused-quant", "fusedquant") if k == "--hadamard" else f"{k.lstrip('-').split('-')[0]}-{v}"
+                 for k, v in self.options]
+        return "_".join([self.checkpoint, *parts])
 
     @property
     def opts(self) -> dict[str, str]:
