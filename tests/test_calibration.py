@@ -436,6 +436,41 @@ def test_device_defaults_fill_only_what_is_unset():
     assert (short.compile, short.bf16) == (False, False)
 
 
+def test_iteration_default_follows_the_device_and_an_explicit_value_wins():
+    from compsrt.calibration.distill import DEFAULT_ITERS, for_device
+
+    assert for_device(DistillSettings(), torch.device("cpu")).iters == DEFAULT_ITERS["cpu"] == 100
+    assert for_device(DistillSettings(), torch.device("cuda")).iters == DEFAULT_ITERS["cuda"] == 400
+    assert for_device(DistillSettings(iters=7), torch.device("cuda")).iters == 7
+    assert for_device(DistillSettings(iters=0), torch.device("cpu")).iters == 0
+
+
+def test_calibrate_reports_one_estimate_after_timing_the_first_iterations():
+    from compsrt.calibration.distill import PROBE_ITERS
+
+    seen = []
+    calibrate(tiny_fp(), QuantConfig(4, "deploy"), tiny_sampler(), tiny_settings(6), progress=False,
+              on_estimate=lambda *a: seen.append(a))
+    assert len(seen) == 1
+    per_iter, left, iters, device = seen[0]
+    assert per_iter > 0 and (left, iters, device) == (6 - 1 - PROBE_ITERS, 6, "cpu")
+    seen.clear()  # too short to time: no estimate, no error
+    calibrate(tiny_fp(), QuantConfig(4, "deploy"), tiny_sampler(), tiny_settings(2), progress=False,
+              on_estimate=lambda *a: seen.append(a))
+    assert seen == []
+
+
+def test_long_calibration_gets_one_line_with_the_estimate_and_how_to_shorten_it():
+    from compsrt.cli.calibration import estimate_line
+
+    assert estimate_line(9.5, 2, 5, "cpu", explicit_iters=True) is None  # 19 s: no line
+    line = estimate_line(9.5, 97, 100, "cpu", explicit_iters=False)
+    assert "about 15 min left for 100 iterations (the CPU default) at 9.5 s each on cpu" in line
+    assert "--iters 18 takes about 3 min" in line and "--device cuda" in line
+    gpu = estimate_line(0.12, 4000, 4003, "cuda", explicit_iters=True)
+    assert "8 min" in gpu and "default" not in gpu and "--device" not in gpu
+
+
 def _calibrate_tiny(**kw):
     from compsrt.models.swinir import SwinTransformerBlock
 
