@@ -103,8 +103,7 @@ def compsrt_argv(part: str) -> list[str] | None:
 def chain_parts(line: str) -> list[str]:
     """A shell line's commands: ``$ `` prompt and comment dropped, split at ``&&``, ``||``, ``;`` and ``|``."""
     line = strip_comment(line.strip())
-    if line.startswith("$ "):
-        line = line[2:]
+    line = line.removeprefix("$ ")
     return [p.strip() for p in CHAIN.split(line) if p.strip()]
 
 

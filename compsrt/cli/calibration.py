@@ -9,9 +9,9 @@ import json
 import sys
 from pathlib import Path
 
-from .args import DEVICE_HELP, existing, positive_int
 from ..calibration.config import PRESETS
 from ..errors import CompsrtError
+from .args import DEVICE_HELP, existing, positive_int
 
 
 def register(subparsers) -> None:
