@@ -179,6 +179,23 @@ def test_short_calibration_lowers_distillation_loss(cfg):
     assert la < lb, (lb, la)
 
 
+def _check_pack_parts(stats: dict, path, cfg) -> None:
+    """The pack's accounting: every byte in a part, every FP parameter in a named part, and the summary says it."""
+    from compsrt.cli.calibration import pack_summary
+
+    q, r, fp = stats["quantized_weights"], stats["quantizer_ranges"], stats["fp_parts"]
+    assert q["bytes"] + q["mask_bytes"] + r["bytes"] + sum(p["bytes"] for p in fp.values()) + stats["header_bytes"] \
+        == stats["file_bytes"]
+    assert q["weights"] + sum(p["values"] for p in fp.values()) == stats["fp_params"]
+    assert "other" not in fp and {"LayerNorms", "patch embedding conv", "upsampler (conv + pixel shuffle)"} <= set(fp)
+    assert q["bits_per_weight"] == pytest.approx(8 * q["bytes"] / q["weights"])
+    assert (q["mask_bytes"] > 0) == (cfg.prune is not None)
+    text = pack_summary(path, stats)
+    assert f"{stats['bits_per_param']:.2f} bits per parameter overall" in text
+    assert f"{q['bits_per_weight']:.2f} bits per quantized weight" in text
+    assert "floating point (FP32)" in text and "LayerNorms" in text and "patch embedding conv" in text
+
+
 @pytest.mark.parametrize("cfg", [QuantConfig(2, "deploy", "2:4"), QuantConfig(3, "paper", "0.4")])
 def test_packed_checkpoint_roundtrip_bit_exact(tmp_path, cfg):
     fp = tiny_fp()
@@ -192,6 +209,7 @@ def test_packed_checkpoint_roundtrip_bit_exact(tmp_path, cfg):
         assert tensors2[k].dtype == v.dtype and torch.equal(tensors2[k], v), k
     assert stats["file_bytes"] == (tmp_path / "c.csrt").stat().st_size
     assert stats["bits_per_param"] < 32
+    _check_pack_parts(stats, tmp_path / "c.csrt", cfg)
     m1, _ = load_compressed_model(ckpt)
     m2, _ = load_compressed_model(tmp_path / "c.csrt")
     x = torch.rand(1, 3, 8, 16)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..calibration.config import PRESETS
 from ..errors import CompsrtError
-from .args import DEVICE_HELP, existing, positive_int
+from .args import DEVICE_HELP, add_json_flag, existing, positive_int
 
 
 def register(subparsers) -> None:
@@ -67,6 +67,7 @@ def register(subparsers) -> None:
     k = subparsers.add_parser("pack", help="pack a compressed checkpoint; prints the measured bits per parameter")
     k.add_argument("checkpoint", help="compressed checkpoint (.pt) from `compsrt calibrate`")
     k.add_argument("--out", required=True, help="packed file (.csrt)")
+    add_json_flag(k, "the size statistics")
     k.set_defaults(func=_pack)
 
 
@@ -100,7 +101,7 @@ def _calibrate(args) -> int:
               f"is not a {b}-bit model; deploy mode, or --clamp-codes in paper mode, keeps codes to {b} bits "
               "(docs/calibration.md, 'Paper mode')")
     if args.pack:
-        print(json.dumps(pack_file(args.out, args.pack)))
+        print(pack_summary(args.pack, pack_file(args.out, args.pack)))
     return 0
 
 
@@ -156,5 +157,29 @@ def _pack(args) -> int:
     from ..calibration.checkpoint import pack_file
 
     stats = pack_file(args.checkpoint, args.out)
-    print(json.dumps(stats, indent=1))
+    print(json.dumps(stats, indent=1) if args.json else pack_summary(args.out, stats))
     return 0
+
+
+def pack_summary(path, s: dict) -> str:
+    """What ``compsrt pack`` prints: bits per quantized weight, bits per parameter overall, and what stays FP."""
+    q, r, n = s["quantized_weights"], s["quantizer_ranges"], s["fp_params"]
+    fp_values = sum(p["values"] for p in s["fp_parts"].values())
+    fp_bytes = sum(p["bytes"] for p in s["fp_parts"].values())
+    widths = "/".join(map(str, q["code_bits"]))
+    pad = f"{widths}-bit codes, {q['values']:,} with the rotation's padding" if q["values"] != q["weights"] else \
+        f"{widths}-bit codes"
+    mask = f" + {q['mask_bits_per_weight']:.2f} bits of pruning mask" if q["mask_bytes"] else ""
+    parts = ", ".join(f"{k} {v['values']:,}" for k, v in sorted(s["fp_parts"].items(), key=lambda kv: -kv[1]["values"]))
+    lines = [
+        (f"{path}: {s['file_bytes']:,} B for {n:,} parameters = {s['bits_per_param']:.2f} bits per parameter overall "
+         f"({s['fp32_bytes'] / s['file_bytes']:.2f}x smaller than FP32, {s['fp32_bytes']:,} B)"),
+        (f"quantized: {q['weights']:,} Linear weights of the Swin blocks ({100 * q['weights'] / n:.1f} % of the "
+         f"parameters): {q['bits_per_weight']:.2f} bits per quantized weight ({pad}){mask}, "
+         f"{q['bytes'] + q['mask_bytes']:,} B"),
+        (f"floating point (FP32): {fp_values:,} parameters ({100 * fp_values / n:.1f} %), {fp_bytes:,} B "
+         f"({100 * fp_bytes / s['file_bytes']:.0f} % of the file): {parts}"),
+        (f"also in the file: quantizer ranges (l, u, alpha, beta; FP32) {r['values']:,} values, {r['bytes']:,} B; "
+         f"header (settings, calibration log) {s['header_bytes']:,} B"),
+    ]
+    return "\n".join(lines)
