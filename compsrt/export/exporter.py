@@ -177,7 +177,7 @@ def build_onnx(model: nn.Module, opts: ExportOptions, meta: dict | None = None) 
                    if n_plugin else None),
         "opset": int(opset),
         "quant_sites": len(static.sites),
-        "parameters": parameter_counts(model),
+        "parameters": parameter_counts(model, static.sites),
         "checkpoint": meta.get("checkpoint"),
         "checkpoint_sha256": meta.get("checkpoint_sha256"),
     }
@@ -197,15 +197,15 @@ def build_onnx(model: nn.Module, opts: ExportOptions, meta: dict | None = None) 
     return proto, sidecar
 
 
-def parameter_counts(model: nn.Module) -> dict:
-    """The FP model's parameter count and how many of them are quantized Linear weights (the graph holds them
-    padded to the Hadamard size, so it cannot tell); ``compsrt inspect`` reports bits per parameter with them."""
-    from ..calibration.qmodel import QLinear
+def parameter_counts(model: nn.Module, sites) -> dict:
+    """The FP model's parameter count and how many of them are quantized Linear weights (real width ``m`` of
+    each linear site, where the graph holds them padded to ``n``); ``compsrt inspect`` reports bits per
+    parameter with them."""
     from ..models.swinir import SwinIR
 
     with torch.device("meta"):
         total = sum(p.numel() for p in SwinIR(model.config).parameters())
-    quantized = sum(m.out_features * m.in_features for m in model.modules() if isinstance(m, QLinear))
+    quantized = sum(s.out_features * s.m for s in sites if s.kind == "linear")
     return {"model": int(total), "quantized_weights": int(quantized)}
 
 
