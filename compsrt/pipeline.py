@@ -285,9 +285,9 @@ def summary_lines(summary: dict, scale: int) -> list[str]:
     from .runtime.profile import fp_reference_line
 
     sizes, s, q = summary["sizes"], summary["sample"], DEMO_PRESET
-    lines = [f"PSNR on {Path(s['image']).name} vs FP model: ONNX Runtime {q} {s['psnr_onnxruntime_vs_fp_db']:.2f} dB, "
-             f"torch fake-quant {s['psnr_fakequant_vs_fp_db']:.2f} dB (ORT vs fake-quant "
-             f"{s['psnr_onnxruntime_vs_fakequant_db']:.2f} dB)"]
+    lines = [(f"PSNR on {Path(s['image']).name} vs FP model: ONNX Runtime {q} {s['psnr_onnxruntime_vs_fp_db']:.2f} dB, "
+              f"torch fake-quant {s['psnr_fakequant_vs_fp_db']:.2f} dB (ORT vs fake-quant "
+              f"{s['psnr_onnxruntime_vs_fakequant_db']:.2f} dB)")]
     if "set5_subset" in summary:
         r = summary["set5_subset"]
         lines.append(f"Set5 ({', '.join(r['images'])}) Y-PSNR: FP {r['psnr_y_fp_db']:.2f} dB, "
