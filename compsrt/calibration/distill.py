@@ -94,9 +94,10 @@ COMPILE_MIN_ITERS = 1000
 # (patch, DOBI batch) when not given: the authors' 64x64 patches and a DOBI batch of 32 on a GPU; on a CPU,
 # 32x32 patches (a step ~4x cheaper) and a DOBI batch of 4, so a 10-iteration run takes minutes, not hours
 DEVICE_DEFAULTS = {"cuda": (64, 32), "cpu": (32, 4)}
-# DQC iterations when not given, from the measured plateau (docs/calibration.md, "Iterations"): on the H200,
-# every x4 deploy configuration at 300-400 iterations is within 0.031 dB on Set5 of the same configuration at
-# ~4,000 (W4A4: -0.16 at 400, -0.171 at 4,000), so a GPU gets 400 (about a minute eager) rather than the
+# DQC iterations when not given, from the measured plateau (docs/calibration.md, "Ten times the iterations buys
+# at most 0.03 dB"): on the H200, each of six x4 deploy configurations at 227-400 iterations is within 0.031 dB
+# (Set5, Set14, B100) of the same configuration at 3,666-4,000 (W4A4: -0.16 at 400, -0.171 at 4,000 on Set5), so
+# a GPU gets 400 (under a minute of eager steps at ~0.12 s) rather than the
 # authors' 4,000. On the 2-core CPU (32x32 patches, ~9.5 s per W4A8 iteration) 400 would take an hour; there the
 # distillation loss is flat from 40 to 100 iterations (0.00510 -> 0.00508, "DQC diagnosis"), so a CPU gets 100.
 DEFAULT_ITERS = {"cuda": 400, "cpu": 100}

@@ -37,9 +37,9 @@ def register(subparsers) -> None:
     p.add_argument("--clamp-codes", action="store_true",
                    help="paper mode: clamp codes to b bits (the authors' codes are unclamped and can outgrow them)")
     p.add_argument("--iters", type=int, default=None,
-                   help="DQC distillation iterations (default: 400 on a GPU, where 300-400 came within 0.031 dB of the "
-                        "authors' 4,000 on every x4 deploy configuration; 100 on a CPU, where the distillation loss is "
-                        "flat from 40 to 100: docs/calibration.md)")
+                   help="DQC distillation iterations (default: 400 on a GPU, where 227-400 came within about 0.03 dB of "
+                        "the authors' 4,000 on every x4 deploy configuration measured; 100 on a CPU, where the "
+                        "distillation loss is flat from 40 to 100: docs/calibration.md)")
     p.add_argument("--batch", type=positive_int, default=16, help="training patches per iteration (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed of patch sampling and init (default %(default)s)")
     p.add_argument("--patch", type=positive_int, default=None,
