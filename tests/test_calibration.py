@@ -179,6 +179,23 @@ def test_short_calibration_lowers_distillation_loss(cfg):
     assert la < lb, (lb, la)
 
 
+def _check_pack_parts(stats: dict, path, cfg) -> None:
+    """The pack's accounting: every byte in a part, every FP parameter in a named part, and the summary says it."""
+    from compsrt.cli.calibration import pack_summary
+
+    q, r, fp = stats["quantized_weights"], stats["quantizer_ranges"], stats["fp_parts"]
+    assert q["bytes"] + q["mask_bytes"] + r["bytes"] + sum(p["bytes"] for p in fp.values()) + stats["header_bytes"] \
+        == stats["file_bytes"]
+    assert q["weights"] + sum(p["values"] for p in fp.values()) == stats["fp_params"]
+    assert "other" not in fp and {"LayerNorms", "patch embedding conv", "upsampler (conv + pixel shuffle)"} <= set(fp)
+    assert q["bits_per_weight"] == pytest.approx(8 * q["bytes"] / q["weights"])
+    assert (q["mask_bytes"] > 0) == (cfg.prune is not None)
+    text = pack_summary(path, stats)
+    assert f"{stats['bits_per_param']:.2f} bits per parameter overall" in text
+    assert f"{q['bits_per_weight']:.2f} bits per quantized weight" in text
+    assert "floating point (FP32)" in text and "LayerNorms" in text and "patch embedding conv" in text
+
+
 @pytest.mark.parametrize("cfg", [QuantConfig(2, "deploy", "2:4"), QuantConfig(3, "paper", "0.4")])
 def test_packed_checkpoint_roundtrip_bit_exact(tmp_path, cfg):
     fp = tiny_fp()
@@ -192,6 +209,7 @@ def test_packed_checkpoint_roundtrip_bit_exact(tmp_path, cfg):
         assert tensors2[k].dtype == v.dtype and torch.equal(tensors2[k], v), k
     assert stats["file_bytes"] == (tmp_path / "c.csrt").stat().st_size
     assert stats["bits_per_param"] < 32
+    _check_pack_parts(stats, tmp_path / "c.csrt", cfg)
     m1, _ = load_compressed_model(ckpt)
     m2, _ = load_compressed_model(tmp_path / "c.csrt")
     x = torch.rand(1, 3, 8, 16)
@@ -434,6 +452,41 @@ def test_device_defaults_fill_only_what_is_unset():
     assert (gpu.compile, gpu.bf16, cpu.compile, cpu.bf16) == (has_triton, has_triton, False, False)
     short = for_device(DistillSettings(iters=999), torch.device("cuda"))
     assert (short.compile, short.bf16) == (False, False)
+
+
+def test_iteration_default_follows_the_device_and_an_explicit_value_wins():
+    from compsrt.calibration.distill import DEFAULT_ITERS, for_device
+
+    assert for_device(DistillSettings(), torch.device("cpu")).iters == DEFAULT_ITERS["cpu"] == 100
+    assert for_device(DistillSettings(), torch.device("cuda")).iters == DEFAULT_ITERS["cuda"] == 400
+    assert for_device(DistillSettings(iters=7), torch.device("cuda")).iters == 7
+    assert for_device(DistillSettings(iters=0), torch.device("cpu")).iters == 0
+
+
+def test_calibrate_reports_one_estimate_after_timing_the_first_iterations():
+    from compsrt.calibration.distill import PROBE_ITERS
+
+    seen = []
+    calibrate(tiny_fp(), QuantConfig(4, "deploy"), tiny_sampler(), tiny_settings(6), progress=False,
+              on_estimate=lambda *a: seen.append(a))
+    assert len(seen) == 1
+    per_iter, left, iters, device = seen[0]
+    assert per_iter > 0 and (left, iters, device) == (6 - 1 - PROBE_ITERS, 6, "cpu")
+    seen.clear()  # too short to time: no estimate, no error
+    calibrate(tiny_fp(), QuantConfig(4, "deploy"), tiny_sampler(), tiny_settings(2), progress=False,
+              on_estimate=lambda *a: seen.append(a))
+    assert seen == []
+
+
+def test_long_calibration_gets_one_line_with_the_estimate_and_how_to_shorten_it():
+    from compsrt.cli.calibration import estimate_line
+
+    assert estimate_line(9.5, 2, 5, "cpu", explicit_iters=True) is None  # 19 s: no line
+    line = estimate_line(9.5, 97, 100, "cpu", explicit_iters=False)
+    assert "about 15 min left for 100 iterations (the CPU default) at 9.5 s each on cpu" in line
+    assert "--iters 18 takes about 3 min" in line and "--device cuda" in line
+    gpu = estimate_line(0.12, 4000, 4003, "cuda", explicit_iters=True)
+    assert "8 min" in gpu and "default" not in gpu and "--device" not in gpu
 
 
 def _calibrate_tiny(**kw):

@@ -276,6 +276,32 @@ def test_parity_session_uses_basic_graph_optimisations(q4_matmul):
     assert sess.get_session_options().graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
 
 
+def test_inspect_reports_bits_per_weight_and_per_parameter_and_names_the_fp_parts(q4, q4_matmul):
+    from compsrt.export.inspect import format_report
+
+    proto, side = q4_matmul
+    counts = side["parameters"]
+    fp = SwinIR(q4.config)
+    assert counts["model"] == sum(p.numel() for p in fp.parameters())
+    linear = {n for n, _ in fp.named_parameters() if n.endswith(("qkv.weight", "proj.weight", "fc1.weight", "fc2.weight"))}
+    assert counts["quantized_weights"] == sum(p.numel() for n, p in fp.named_parameters() if n in linear)
+    p = inspect_model(proto)["parameters"]
+    q = p["quantized_weights"]
+    # every parameter that is not a quantized Linear weight is found, FP32, in a named part
+    assert sum(v["values"] for v in p["fp_parts"].values()) == counts["model"] - counts["quantized_weights"]
+    assert {"LayerNorms", "patch embedding conv", "relative position bias tables"} <= set(p["fp_parts"])
+    assert q["values"] > q["weights"] == counts["quantized_weights"]  # codes padded to the Hadamard size
+    assert q["bits_per_weight"] == pytest.approx(4 * q["values"] / q["weights"])  # INT4 codes
+    assert p["bits_per_param"] == pytest.approx(8 * p["stored_bytes"] / counts["model"]) and p["bits_per_param"] < 32
+    text = format_report(inspect_model(proto))
+    assert f"{p['bits_per_param']:.2f} bits per parameter overall" in text
+    assert f"{q['bits_per_weight']:.2f} bits per quantized weight" in text and "floating point (float)" in text
+    fp = _tiny()  # trained-like weights: no two tables alike, so none is shared in the graph
+    fp_graph = inspect_model(build_onnx(fp, ExportOptions(tile=TILE, batch=1))[0])["parameters"]
+    assert fp_graph["quantized_weights"]["values"] == 0 and fp_graph["bits_per_param"] == pytest.approx(32)
+    assert sum(v["values"] for v in fp_graph["fp_parts"].values()) == sum(p.numel() for p in fp.parameters())
+
+
 def test_inspect_counts_and_plugin_variant(q4, q4_matmul):
     proto, _ = q4_matmul
     r = inspect_model(proto)

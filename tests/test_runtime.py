@@ -171,6 +171,36 @@ def test_profile_json_plot_compare(tmp_path, tiny_onnx, capsys):
     assert "--engine" in capsys.readouterr().err
 
 
+def test_profile_says_when_the_compressed_model_is_slower_than_fp(tiny_onnx, capsys):
+    from compsrt.runtime.profile import fp_comparison, summary_text
+
+    def prof(p50):
+        return {"label": "x", "backend": {"backend": "onnxruntime"}, "end_to_end_ms": {"p50": p50},
+                "stages": {"compute": {"mean_ms": p50 - 1}}}
+
+    slow = fp_comparison(prof(356.0), prof(175.0))
+    assert slow["slower_than_fp"] and slow["ratio_p50"] == pytest.approx(356 / 175)
+    fast = fp_comparison(prof(100.0), prof(175.0))
+    assert not fast["slower_than_fp"]
+    p = json.loads(json.dumps(_profile_of(tiny_onnx)))  # a real profile, with the comparison attached
+    p["fp_reference"] = slow
+    text = summary_text(p)
+    assert "2.03x SLOWER than the FP model" in text and "356.0 ms against 175.0 ms" in text
+    p["fp_reference"] = fast
+    assert "1.75x faster than the FP model" in summary_text(p)
+    # the FP graph itself has nothing to be compared with: one line, exit 2
+    capsys.readouterr()
+    assert main(["profile", "--backend", "onnxruntime", "--onnx", str(tiny_onnx), "--size", "40x30", "--iters", "1",
+                 "--warmup", "0", "--fp-reference"]) == 2
+    assert "FP already" in capsys.readouterr().err
+
+
+def _profile_of(onnx_path):
+    from compsrt.runtime.profile import profile
+
+    return profile(TiledUpscaler(OrtBackend(onnx_path)), (40, 30), iters=1, warmup=0, progress=False)
+
+
 # ---------------------------------------------------------------------------------- engine (build)
 def _trt_or_skip():
     try:

@@ -33,6 +33,7 @@ from ..artifacts import PACKED_MAGIC as MAGIC
 from ..artifacts import read_model_file
 from ..errors import CompsrtError
 from ..files import atomic_path
+from ..models.parts import part_of
 from ..models.swinir import SwinIR, SwinIRConfig
 from ..models.weights import check_state_dict, fp_state, scale_of_state_dict
 from .qmodel import QLinear, QuantConfig, freeze_model, quantize_model, site_bits
@@ -218,7 +219,42 @@ def pack(meta: dict, tensors: dict[str, torch.Tensor], out: str | os.PathLike) -
         "fp32_bytes": 4 * fp_params,
         "quantized_linear_weights": n_qweights,
         "code_and_mask_bits_per_quantized_weight": payload_codes_bits / n_qweights,
+        "header_bytes": len(MAGIC) + 8 + len(header),
+        **_file_parts(table, n_qweights),
     }
+
+
+QUANTIZER_TENSORS = (".l", ".u", ".alpha", ".beta")
+
+
+def _file_parts(table: list[dict], n_qweights: int) -> dict:
+    """Where the packed bytes go: weight codes and masks, quantizer ranges, and each part kept in floating
+    point (:mod:`compsrt.models.parts`), with its value count and bytes. Codes are per rotated-domain weight:
+    a Linear whose input width is no power of two (120) is padded to one (128) by the Hadamard rotation, so
+    the bits per quantized weight of the model are the code bytes over the model's weights."""
+    fp: dict[str, dict] = {}
+    ranges = {"values": 0, "bytes": 0}
+    codes = {"weights": n_qweights, "values": 0, "bytes": 0, "mask_bytes": 0, "code_bits": set()}
+    for e in table:
+        n = int(np.prod(e["shape"])) if e["shape"] else 1
+        name = e["name"]
+        if name.endswith(".codes"):
+            codes["values"] += n
+            codes["bytes"] += e["nbytes"]
+            codes["code_bits"].add(e["width"])
+        elif name.endswith(".mask"):
+            codes["mask_bytes"] += e["nbytes"]
+        elif name.endswith(QUANTIZER_TENSORS):
+            ranges["values"] += n
+            ranges["bytes"] += e["nbytes"]
+        else:
+            part = fp.setdefault(part_of(name), {"values": 0, "bytes": 0, "dtype": e["dtype"]})
+            part["values"] += n
+            part["bytes"] += e["nbytes"]
+    codes["code_bits"] = sorted(codes["code_bits"])
+    codes["bits_per_weight"] = 8 * codes["bytes"] / max(n_qweights, 1)
+    codes["mask_bits_per_weight"] = 8 * codes["mask_bytes"] / max(n_qweights, 1)
+    return {"quantized_weights": codes, "quantizer_ranges": ranges, "fp_parts": fp}
 
 
 def unpack(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:

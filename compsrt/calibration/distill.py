@@ -40,7 +40,7 @@ STEP_FLOOR = 0.25  # lr_mode "step": no quantizer step may fall below this fract
 
 @dataclass
 class DistillSettings:
-    iters: int = 4000
+    iters: int | None = None  # None: the device default (DEFAULT_ITERS)
     batch: int = 16
     patch: int | None = None  # None: the device default (DEVICE_DEFAULTS)
     lr: float = 1e-2
@@ -86,6 +86,7 @@ class DistillSettings:
     bf16: bool | None = None
 
 
+PROBE_ITERS = 2  # iterations timed for the run's estimate (calibrate's on_estimate)
 COMPILE_BACKEND = "inductor"  # the CPU tests use "aot_eager": the same graphs, no C++ compiler, seconds
 # the compiled bf16 blocks cost about 60 s of compilation on the H200 and save 0.069 s per iteration
 # (0.1275 -> 0.0589): they pay from about 900 iterations, so shorter runs stay eager by default
@@ -93,13 +94,25 @@ COMPILE_MIN_ITERS = 1000
 # (patch, DOBI batch) when not given: the authors' 64x64 patches and a DOBI batch of 32 on a GPU; on a CPU,
 # 32x32 patches (a step ~4x cheaper) and a DOBI batch of 4, so a 10-iteration run takes minutes, not hours
 DEVICE_DEFAULTS = {"cuda": (64, 32), "cpu": (32, 4)}
+# DQC iterations when not given, from the measured plateau (docs/calibration.md, "Ten times the iterations buys
+# at most 0.03 dB"): on the H200, each of six x4 deploy configurations at 227-400 iterations is within 0.031 dB
+# (Set5, Set14, B100) of the same configuration at 3,666-4,000 (W4A4: -0.16 at 400, -0.171 at 4,000 on Set5), so
+# a GPU gets 400 (under a minute of eager steps at ~0.12 s) rather than the
+# authors' 4,000. On the 2-core CPU (32x32 patches, ~9.5 s per W4A8 iteration) 400 would take an hour; there the
+# distillation loss is flat from 40 to 100 iterations (0.00510 -> 0.00508, "DQC diagnosis"), so a CPU gets 100.
+DEFAULT_ITERS = {"cuda": 400, "cpu": 100}
+
+
+def default_iters(device_type: str) -> int:
+    return DEFAULT_ITERS.get(device_type, DEFAULT_ITERS["cpu"])
 
 
 def for_device(st: "DistillSettings", dev: torch.device) -> "DistillSettings":
     """``st`` with the device defaults filled in for the fields left at None."""
     patch, dobi = DEVICE_DEFAULTS.get(dev.type, DEVICE_DEFAULTS["cpu"])
-    compile_ = dev.type == "cuda" and st.iters >= COMPILE_MIN_ITERS and importlib.util.find_spec("triton") is not None
-    return replace(st, patch=patch if st.patch is None else st.patch,
+    iters = default_iters(dev.type) if st.iters is None else st.iters
+    compile_ = dev.type == "cuda" and iters >= COMPILE_MIN_ITERS and importlib.util.find_spec("triton") is not None
+    return replace(st, iters=iters, patch=patch if st.patch is None else st.patch,
                    dobi_batch=dobi if st.dobi_batch is None else st.dobi_batch,
                    compile=compile_ if st.compile is None else st.compile,
                    bf16=compile_ if st.bf16 is None else st.bf16)
@@ -217,8 +230,11 @@ def build_student(fp: nn.Module, cfg: QuantConfig) -> nn.Module:
 
 
 def calibrate(fp: nn.Module, cfg: QuantConfig, sampler: PatchSampler, settings: DistillSettings,
-              progress: bool = True) -> tuple[nn.Module, dict]:
-    """Compress ``fp`` (eval, on the sampler's device); returns the student (not frozen) and a log dict."""
+              progress: bool = True, on_estimate=None) -> tuple[nn.Module, dict]:
+    """Compress ``fp`` (eval, on the sampler's device); returns the student (not frozen) and a log dict.
+
+    ``on_estimate(seconds_per_iter, iters_left, iters, device_type)`` is called once, after :data:`PROBE_ITERS` timed
+    iterations past the first (which warms the kernels up), so a caller can say how long the run will take."""
     dev = sampler.device
     settings = for_device(replace(settings, patch=settings.patch or sampler.patch), dev)  # the sampler's patches
     torch.manual_seed(settings.seed)
@@ -228,7 +244,7 @@ def calibrate(fp: nn.Module, cfg: QuantConfig, sampler: PatchSampler, settings: 
         torch.backends.cudnn.allow_tf32 = True
     try:
         with ExitStack() as blocks:  # compiled / bf16 Swin blocks (fast_blocks), whatever happens
-            return _calibrate(fp, cfg, sampler, settings, progress, blocks)
+            return _calibrate(fp, cfg, sampler, settings, progress, blocks, on_estimate)
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old_tf32
 
@@ -238,7 +254,7 @@ def _sync(dev):
         torch.cuda.synchronize(dev)
 
 
-def _calibrate(fp, cfg, sampler, st: DistillSettings, progress, blocks: ExitStack):
+def _calibrate(fp, cfg, sampler, st: DistillSettings, progress, blocks: ExitStack, on_estimate=None):
     dev = sampler.device
     lr_mode = resolve_lr_mode(st.lr_mode, cfg)
     t0 = time.perf_counter()
@@ -349,6 +365,8 @@ def _calibrate(fp, cfg, sampler, st: DistillSettings, progress, blocks: ExitStac
                 graph = None
                 torch.cuda.synchronize(dev)
     t_steady, it_steady = time.perf_counter(), it  # after warm-up, compilation and graph capture
+    probe_start = max(it_steady, 1)  # the first iteration warms the kernels up: not timed
+    t_probe = t_steady if it == probe_start else None
     while it < st.iters:
         if st.deadline is not None and time.time() > st.deadline:
             stopped_early = True
@@ -363,6 +381,12 @@ def _calibrate(fp, cfg, sampler, st: DistillSettings, progress, blocks: ExitStac
             cur = first_step() if it == 0 else step()
         it += 1
         bar.update(1)
+        if on_estimate is not None and it in (probe_start, probe_start + PROBE_ITERS):
+            _sync(dev)
+            if it == probe_start:
+                t_probe = time.perf_counter()
+            elif t_probe is not None:
+                on_estimate((time.perf_counter() - t_probe) / PROBE_ITERS, st.iters - it, st.iters, dev.type)
         if it % st.log_every == 0 or it == st.iters:
             v = float(cur)
             log["loss"].append((it, v))

@@ -31,10 +31,11 @@ def pick_device(device: str | None) -> torch.device:
 
 def compress(scale: int, cfg: QuantConfig, out: str | os.PathLike, settings: DistillSettings | None = None,
              weights: str | os.PathLike | None = None, data: str | os.PathLike | None = None,
-             device: str | None = None, progress: bool = True) -> dict:
-    """Calibrate SwinIR-light x``scale`` with ``cfg`` and write the checkpoint ``out``; returns its meta."""
+             device: str | None = None, progress: bool = True, on_estimate=None) -> dict:
+    """Calibrate SwinIR-light x``scale`` with ``cfg`` and write the checkpoint ``out``; returns its meta.
+    ``on_estimate``: see :func:`compsrt.calibration.distill.calibrate`."""
     settings = settings or DistillSettings()
-    if settings.iters < 0 or settings.batch < 1:
+    if (settings.iters is not None and settings.iters < 0) or settings.batch < 1:
         raise CompsrtError("--iters must be >= 0 and --batch >= 1")
     dev = pick_device(device)
     settings = for_device(settings, dev)
@@ -48,7 +49,7 @@ def compress(scale: int, cfg: QuantConfig, out: str | os.PathLike, settings: Dis
     images = load_training_lr(scale, Path(data) if data else None, progress=progress)
     sampler = PatchSampler([im for _, im in images], settings.patch, dev, settings.seed)
     t_data = time.perf_counter() - t0
-    student, log = calibrate(fp, cfg, sampler, settings, progress=progress)
+    student, log = calibrate(fp, cfg, sampler, settings, progress=progress, on_estimate=on_estimate)
     ranges = record_ranges(student.eval(), [sampler.sample(4) for _ in range(RANGE_BATCHES)])
     meta = {
         "scale": scale,

@@ -6,11 +6,12 @@ The main CLI calls :func:`register` with its subparsers.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-from .args import DEVICE_HELP, existing, positive_int
 from ..calibration.config import PRESETS
 from ..errors import CompsrtError
+from .args import DEVICE_HELP, add_json_flag, existing, positive_int
 
 
 def register(subparsers) -> None:
@@ -35,9 +36,10 @@ def register(subparsers) -> None:
                    help="unstructured ratio (e.g. 0.4) or 2:4 (deploy only) (default: no pruning)")
     p.add_argument("--clamp-codes", action="store_true",
                    help="paper mode: clamp codes to b bits (the authors' codes are unclamped and can outgrow them)")
-    p.add_argument("--iters", type=int, default=4000,
-                   help="DQC distillation iterations (default %(default)s, the authors'; on x4 deploy runs, 400 came "
-                        "within 0.03 dB of 4,000: docs/calibration.md)")
+    p.add_argument("--iters", type=int, default=None,
+                   help="DQC distillation iterations (default: 400 on a GPU, where 227-400 came within about 0.03 dB of "
+                        "the authors' 4,000 on every x4 deploy configuration measured; 100 on a CPU, where the "
+                        "distillation loss is flat from 40 to 100: docs/calibration.md)")
     p.add_argument("--batch", type=positive_int, default=16, help="training patches per iteration (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="random seed of patch sampling and init (default %(default)s)")
     p.add_argument("--patch", type=positive_int, default=None,
@@ -78,6 +80,7 @@ def register(subparsers) -> None:
     k = subparsers.add_parser("pack", help="pack a compressed checkpoint; prints the measured bits per parameter")
     k.add_argument("checkpoint", help="compressed checkpoint (.pt) from `compsrt calibrate`")
     k.add_argument("--out", required=True, help="packed file (.csrt)")
+    add_json_flag(k, "the size statistics")
     k.set_defaults(func=_pack)
 
 
@@ -94,7 +97,8 @@ def _calibrate(args) -> int:
                          patch=args.patch, dobi_batch=args.dobi_batch, cuda_graph=not args.no_cuda_graph,
                          lr_mode=args.lr_mode, step_floor=STEP_FLOOR if args.step_floor is None else args.step_floor,
                          compile=fast, bf16=fast)
-    meta = compress(args.scale, cfg, args.out, st, weights=args.weights, data=args.data, device=args.device)
+    meta = compress(args.scale, cfg, args.out, st, weights=args.weights, data=args.data, device=args.device,
+                    on_estimate=lambda *a: _announce(estimate_line(*a, explicit_iters=args.iters is not None)))
     log = meta["log"]
     print(f"settings: {log['device']}, batch {st.batch} of {log['patch']}x{log['patch']} LR patches, DOBI on "
           f"{log['dobi_batch']} patches (device defaults unless --patch / --dobi-batch); data {meta['seconds_data']:.1f} s, "
@@ -110,8 +114,37 @@ def _calibrate(args) -> int:
               f"is not a {b}-bit model; deploy mode, or --clamp-codes in paper mode, keeps codes to {b} bits "
               "(docs/calibration.md, 'Paper mode')")
     if args.pack:
-        print(json.dumps(pack_file(args.out, args.pack)))
+        print(pack_summary(args.pack, pack_file(args.out, args.pack)))
     return 0
+
+
+NOTICE_S = 180  # a run expected to take longer than this gets one line with its estimate and how to shorten it
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def estimate_line(seconds_per_iter: float, iters_left: int, iters: int, device: str,
+                  explicit_iters: bool) -> str | None:
+    """The one line before a long calibration: how long it will take and how to shorten it; None when short."""
+    left = seconds_per_iter * iters_left
+    if left <= NOTICE_S:
+        return None
+    fits = max(1, int(NOTICE_S / seconds_per_iter))  # iterations that fit in the notice threshold
+    which = "" if explicit_iters else f" (the {'GPU' if device == 'cuda' else 'CPU'} default)"
+    hint = f"--iters {fits} takes about {_minutes(fits * seconds_per_iter)}"
+    if device != "cuda":
+        hint += "; on a GPU, --device cuda"
+    return (f"calibrate: about {_minutes(left)} left for {iters} iterations{which} at {seconds_per_iter:.1f} s each "
+            f"on {device}; to shorten it: {hint}")
+
+
+def _announce(line: str | None) -> None:
+    if line:
+        from tqdm.auto import tqdm
+
+        tqdm.write(line, file=sys.stderr)
 
 
 def quant_config(args):
@@ -151,5 +184,29 @@ def _pack(args) -> int:
     from ..calibration.checkpoint import pack_file
 
     stats = pack_file(args.checkpoint, args.out)
-    print(json.dumps(stats, indent=1))
+    print(json.dumps(stats, indent=1) if args.json else pack_summary(args.out, stats))
     return 0
+
+
+def pack_summary(path, s: dict) -> str:
+    """What ``compsrt pack`` prints: bits per quantized weight, bits per parameter overall, and what stays FP."""
+    q, r, n = s["quantized_weights"], s["quantizer_ranges"], s["fp_params"]
+    fp_values = sum(p["values"] for p in s["fp_parts"].values())
+    fp_bytes = sum(p["bytes"] for p in s["fp_parts"].values())
+    widths = "/".join(map(str, q["code_bits"]))
+    pad = f"{widths}-bit codes, {q['values']:,} with the rotation's padding" if q["values"] != q["weights"] else \
+        f"{widths}-bit codes"
+    mask = f" + {q['mask_bits_per_weight']:.2f} bits of pruning mask" if q["mask_bytes"] else ""
+    parts = ", ".join(f"{k} {v['values']:,}" for k, v in sorted(s["fp_parts"].items(), key=lambda kv: -kv[1]["values"]))
+    lines = [
+        (f"{path}: {s['file_bytes']:,} B for {n:,} parameters = {s['bits_per_param']:.2f} bits per parameter overall "
+         f"({s['fp32_bytes'] / s['file_bytes']:.2f}x smaller than FP32, {s['fp32_bytes']:,} B)"),
+        (f"quantized: {q['weights']:,} Linear weights of the Swin blocks ({100 * q['weights'] / n:.1f} % of the "
+         f"parameters): {q['bits_per_weight']:.2f} bits per quantized weight ({pad}){mask}, "
+         f"{q['bytes'] + q['mask_bytes']:,} B"),
+        (f"floating point (FP32): {fp_values:,} parameters ({100 * fp_values / n:.1f} %), {fp_bytes:,} B "
+         f"({100 * fp_bytes / s['file_bytes']:.0f} % of the file): {parts}"),
+        (f"also in the file: quantizer ranges (l, u, alpha, beta; FP32) {r['values']:,} values, {r['bytes']:,} B; "
+         f"header (settings, calibration log) {s['header_bytes']:,} B"),
+    ]
+    return "\n".join(lines)

@@ -215,6 +215,36 @@ def cmd_build(args) -> int:
     return 0
 
 
+def _fp_reference(args, backend, p: dict) -> dict:
+    """``profile --fp-reference``: the FP model timed the same way (same runtime, tile, input, iterations):
+    for ONNX Runtime an FP graph of the same tile exported into a temporary folder, for torch the FP weights."""
+    import tempfile
+    from argparse import Namespace
+
+    from ..runtime import profile
+
+    if args.backend == "trt":
+        raise CompsrtError("--fp-reference times ONNX Runtime or torch; for TensorRT, build the FP engine (`compsrt "
+                           "export --checkpoint FP.pth` then `compsrt build`) and profile both engines")
+    if (args.backend == "torch" and not args.checkpoint) or getattr(backend, "meta", {}).get("mode") == "fp":
+        raise CompsrtError("--fp-reference compares a compressed model with the FP one; this model is FP already")
+    with tempfile.TemporaryDirectory(prefix="compsrt-fp-reference-") as tmp:
+        ref = Namespace(**vars(args))
+        ref.checkpoint = None
+        if args.backend == "onnxruntime":
+            from ..export.exporter import ExportOptions, export_checkpoint
+            from ..models.weights import resolve_weights
+
+            ref.onnx = Path(tmp) / "fp.onnx"
+            io = "fp16" if backend.meta.get("input", {}).get("dtype") == "float16" else "fp32"
+            export_checkpoint(resolve_weights(backend.scale, args.weights), ref.onnx,
+                              ExportOptions(tile=backend.tile, batch=backend.batch, io_dtype=io))
+        with make_backend(ref) as fp_backend:
+            fp = profile.profile(make_upscaler(ref, fp_backend), args.size, args.iters, args.warmup, args.image,
+                                 "FP reference", progress=not args.json)
+    return profile.fp_comparison(p, fp)
+
+
 def cmd_profile(args) -> int:
     from ..files import atomic_write_text
     from ..runtime import profile
@@ -242,6 +272,8 @@ def cmd_profile(args) -> int:
                   "machine": profile.machine_info(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         else:
             p = profile.profile(up, args.size, args.iters, args.warmup, args.image, args.label, progress=not args.json)
+            if args.fp_reference:
+                p["fp_reference"] = _fp_reference(args, backend, p)
     wrote = []
     if args.out:
         atomic_write_text(args.out, json.dumps(p, indent=1))
@@ -258,6 +290,8 @@ def cmd_profile(args) -> int:
         print(json.dumps(p, indent=1))
     else:
         print(profile.summary_text(p))
+        if not args.fp_reference and (args.checkpoint or p["backend"].get("mode") not in (None, "fp")):
+            print("  not compared with the FP model: --fp-reference times it the same way beside this one")
         for w in wrote:
             print(f"wrote {w}")
     return 0
@@ -327,6 +361,9 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, help="write the profile as JSON to this file (default: not written)")
     p.add_argument("--plot", type=Path, help="write a PNG chart of the stage breakdown (default: none)")
     p.add_argument("--label", help="name for this profile (default: backend and settings)")
+    p.add_argument("--fp-reference", action="store_true",
+                   help="latency mode, compressed ONNX or checkpoint: also time the FP model the same way (same runtime, "
+                        "tile, input and iterations) and say whether this one is slower (default: off)")
     p.add_argument("--compare", nargs=2, type=existing("profile"), metavar=("A.json", "B.json"),
                    help="print B/A ratios of two saved profiles and exit (default: profile)")
     p.add_argument("--mode", choices=("latency", "throughput"), default="latency",

@@ -191,6 +191,7 @@ def build_onnx(model: nn.Module, opts: ExportOptions, meta: dict | None = None) 
                    if n_plugin else None),
         "opset": int(opset),
         "quant_sites": len(static.sites),
+        "parameters": parameter_counts(model, static.sites),
         "checkpoint": meta.get("checkpoint"),
         "checkpoint_sha256": meta.get("checkpoint_sha256"),
     }
@@ -208,6 +209,18 @@ def build_onnx(model: nn.Module, opts: ExportOptions, meta: dict | None = None) 
     proto.producer_name, proto.producer_version = "compsrt.export", "1"
     proto.doc_string = f"SwinIR-light x{sidecar['scale']} ({sidecar['mode']}, {sidecar['precision_label'] or f'{bits}-bit'}), tile {opts.tile[1]}x{opts.tile[0]} (WxH)"
     return proto, sidecar
+
+
+def parameter_counts(model: nn.Module, sites) -> dict:
+    """The FP model's parameter count and how many of them are quantized Linear weights (real width ``m`` of
+    each linear site, where the graph holds them padded to ``n``); ``compsrt inspect`` reports bits per
+    parameter with them."""
+    from ..models.swinir import SwinIR
+
+    with torch.device("meta"):
+        total = sum(p.numel() for p in SwinIR(model.config).parameters())
+    quantized = sum(s.out_features * s.m for s in sites if s.kind == "linear")
+    return {"model": int(total), "quantized_weights": int(quantized)}
 
 
 def export_model(model: nn.Module, out: str | os.PathLike, opts: ExportOptions, meta: dict | None = None) -> ExportResult:

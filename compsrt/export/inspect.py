@@ -14,6 +14,7 @@ from onnx import TensorProto, numpy_helper
 from ..artifacts import FILE_MAGICS, file_kind
 from ..errors import CompsrtError
 from ..hadamard import PLUGIN_NAME as PLUGIN_OP  # not from .surgery: that imports torch, which engine builds lack
+from ..models.parts import QUANTIZED, part_of
 
 _BITS = {TensorProto.INT4: 4, TensorProto.UINT4: 4}
 
@@ -95,6 +96,49 @@ def initializer_summary(g: onnx.GraphProto, inits: dict[str, onnx.TensorProto]) 
             seen[key] = name
     return {"initializer_bytes_by_kind": by_kind, "duplicate_initializers": {"count": len(dups), "bytes": dup_bytes,
                                                                              "pairs": dups[:20]}}
+
+
+def _param_name(init_name: str) -> str:
+    """``model.layers.0.conv.weight`` / ``layers.0...mlp.fc1/bias`` -> the model's parameter name."""
+    return init_name.removeprefix("model.").replace("/", ".")
+
+
+def parameter_summary(inits: dict[str, onnx.TensorProto], kinds: dict[str, str], counts: dict | None = None) -> dict:
+    """The model's parameters as the graph stores them: quantized weight codes, the parts kept in floating
+    point (:mod:`compsrt.models.parts`, by initialiser name), and bits per parameter overall = (codes + FP parts +
+    quantization scales) bytes over the model's parameters. ``counts`` (the sidecar's ``parameters``) gives the
+    model's count and its quantized weights; codes are stored padded to the Hadamard size, so without it the
+    stored values are counted instead. Graph constants that are no parameters (Hadamard matrices, masks,
+    indices, shapes) are counted apart."""
+    codes = {"values": 0, "bytes": 0, "dtypes": Counter()}
+    fp: dict[str, dict] = {}
+    scales = {"values": 0, "bytes": 0}
+    constants = 0
+    for name, t in inits.items():
+        n, b, kind = (int(np.prod(t.dims)) if t.dims else 1), _nbytes(t), kinds[name]
+        part = QUANTIZED if name.startswith("onnx::MatMul") else part_of(_param_name(name))  # FP Linear weights
+        if kind == "codes":
+            codes["values"] += n
+            codes["bytes"] += b
+            codes["dtypes"][_dtype_name(t.data_type)] += n
+        elif kind in ("weights", "position_bias") and part != "other":  # in an FP graph, the Linears too
+            entry = fp.setdefault(part, {"values": 0, "bytes": 0, "dtype": _dtype_name(t.data_type)})
+            entry["values"] += n
+            entry["bytes"] += b
+        elif kind == "scales" or name.endswith(("/shift", "/scale", "/zero_point")):  # Q/DQ scales, activation shifts
+            scales["values"] += n
+            scales["bytes"] += b
+        else:
+            constants += b
+    weights = (counts or {}).get("quantized_weights") or codes["values"]
+    params = (counts or {}).get("model") or codes["values"] + sum(p["values"] for p in fp.values())
+    stored = codes["bytes"] + sum(p["bytes"] for p in fp.values()) + scales["bytes"]
+    return {"quantized_weights": {"weights": weights if codes["values"] else 0, "values": codes["values"],
+                                  "bytes": codes["bytes"], "dtypes": dict(codes["dtypes"]),
+                                  "bits_per_weight": 8 * codes["bytes"] / weights if codes["values"] else None},
+            "fp_parts": fp, "quantization_constants": scales, "graph_constants_bytes": constants,
+            "parameters": params, "parameters_from": "sidecar" if counts else "stored values",
+            "stored_bytes": stored, "bits_per_param": 8 * stored / params if params else None}
 
 
 def _site_of(node_name: str, suffixes: tuple[str, ...]) -> str:
@@ -264,6 +308,7 @@ def inspect_model(model: onnx.ModelProto | str | os.PathLike) -> dict:
         "weight_bytes_by_dtype": dict(sorted(weight_bytes.items())),
         "weight_tensors_by_dtype": dict(sorted(weight_count.items())),
         **initializer_summary(g, inits),
+        "parameters": parameter_summary(inits, initializer_kinds(g, inits), sidecar.get("parameters")),
         "precision_label": sidecar.get("precision_label"),
         "site_bits": sidecar.get("site_bits"),
         "quant_bits": quant_bits(g, inits, producer, sidecar.get("site_bits")),
@@ -302,8 +347,33 @@ def format_report(r: dict, show_layers: bool = False) -> str:
                      + ("; declared weight bits " + ", ".join(f"{k}-bit x{v}" for k, v in q["weight_bits"].items())
                         if "weight_bits" in q else "")
                      + ("" if "matches" not in q else f"; graph matches the sidecar's per-site bits: {q['matches']}"))
+    lines += parameter_lines(r["parameters"])
     d = r["duplicate_initializers"]
     lines.append(f"duplicate initialisers: {d['count']} ({d['bytes']:,} B)")
     if r["metadata"]:
         lines.append("metadata: " + ", ".join(f"{k}={v}" for k, v in r["metadata"].items()))
     return "\n".join(lines)
+
+
+def parameter_lines(p: dict) -> list[str]:
+    """The report's lines on bits: per quantized weight, per parameter overall, and what stays FP."""
+    q, fp = p["quantized_weights"], p["fp_parts"]
+    if not p["parameters"]:
+        return ["parameters: none found"]
+    fp_values = sum(v["values"] for v in fp.values())
+    fp_types = "/".join(sorted({v["dtype"] for v in fp.values()})) or "float"
+    lines = [f"bits/param: {p['bits_per_param']:.2f} bits per parameter overall ({p['stored_bytes']:,} B of quantized "
+             f"weights, FP parameters and quantization scales for {p['parameters']:,} parameters"
+             + (")" if p["parameters_from"] == "sidecar" else ", counted as stored: no sidecar counts)")]
+    if q["values"]:
+        pad = f", {q['values']:,} codes with the Hadamard padding" if q["values"] != q["weights"] else ""
+        lines.append(f"  quantized: {q['weights']:,} Linear weights as {'/'.join(q['dtypes'])} codes{pad}: "
+                     f"{q['bits_per_weight']:.2f} bits per quantized weight; scales and shifts of weights and "
+                     f"activations {p['quantization_constants']['bytes']:,} B")
+    else:
+        lines.append("  quantized: none (an FP graph)")
+    lines.append(f"  floating point ({fp_types}): {fp_values:,} parameters: "
+                 + ", ".join(f"{k} {v['values']:,}" for k, v in sorted(fp.items(), key=lambda kv: -kv[1]["values"])))
+    lines.append(f"  not parameters: {p['graph_constants_bytes']:,} B of graph constants (Hadamard matrices, "
+                 "window masks, indices, shapes)")
+    return lines

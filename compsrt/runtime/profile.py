@@ -135,7 +135,25 @@ def summary_text(p: dict) -> str:
     dev = f"{m['device_peak_bytes'] / 2**20:.0f} MiB" if m.get("device_peak_bytes") else "n/a"
     lines.append(f"  throughput {t['images_per_s']:.2f} images/s, {t['output_megapixels_per_s']:.2f} output MP/s;"
                  f" peak device {dev}, peak host {m['host_peak_bytes'] / 2**20:.0f} MiB")
+    if p.get("fp_reference"):
+        lines.append("  " + fp_reference_line(p["fp_reference"]))
     return "\n".join(lines)
+
+
+def fp_comparison(p: dict, fp: dict) -> dict:
+    """The FP model's figures beside ``p`` (same runtime, tile, input and iterations) and their ratio."""
+    ratio = p["end_to_end_ms"]["p50"] / fp["end_to_end_ms"]["p50"]
+    return {"label": fp["label"], "end_to_end_p50_ms": fp["end_to_end_ms"]["p50"],
+            "compute_mean_ms": fp["stages"]["compute"]["mean_ms"], "backend": fp["backend"],
+            "ratio_p50": ratio, "slower_than_fp": ratio > 1}
+
+
+def fp_reference_line(r: dict, what: str = "this model") -> str:
+    """One line saying whether the compressed model is slower or faster than FP on the runtime measured."""
+    ratio = r["ratio_p50"]
+    verdict = (f"{ratio:.2f}x SLOWER than the FP model" if ratio > 1 else f"{1 / ratio:.2f}x faster than the FP model")
+    return (f"{what} is {verdict} on this runtime (end-to-end p50 {ratio * r['end_to_end_p50_ms']:.1f} ms against "
+            f"{r['end_to_end_p50_ms']:.1f} ms for the FP model with the same tiles)")
 
 
 def load_profile(path: Path) -> dict:

@@ -135,4 +135,5 @@ class OrtBackend(Backend):
         return np.asarray(y, dtype=np.float32)
 
     def describe(self) -> dict:
-        return super().describe() | {"onnx": str(self.path) if self.path else None, "providers": self.providers}
+        return super().describe() | {"onnx": str(self.path) if self.path else None, "providers": self.providers,
+                                     "mode": self.meta.get("mode"), "precision": self.meta.get("precision_label")}
