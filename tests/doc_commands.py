@@ -186,7 +186,7 @@ def check_argv(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
     commands = subparsers(parser)
     if words[0] not in commands:
         return [f"no command {words[0]!r} (commands: {', '.join(commands)})"]
-    sub, rest = commands[words[0]], words[1:]
+    sub, rest = commands[words[0]], cli_args.join_old_tile(words[1:])  # as main() sees the words
     problems: list[str] = []
     said: list[str] = []
     old = cli_args.deprecated
@@ -218,6 +218,8 @@ def check_argv(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
                 if n in (None, "?") and arg:
                     arg = arg[0]
                 try:
+                    for v in (values_for_action or []) if callable(action.type) else []:
+                        action.type(v)  # the value's type: where the old `--tile H W` says it is deprecated
                     action(sub, argparse.Namespace(), arg, name)
                 except (argparse.ArgumentError, argparse.ArgumentTypeError, CompsrtError, TypeError, ValueError):
                     pass  # the value's own check is not this test's business (files need not exist)
