@@ -204,7 +204,7 @@ def _engine(run: _Run) -> None:
         print("   skipped: no TensorRT importable (pip install tensorrt-rtx-cu13==1.7.1.116, or tensorrt)")
         info["reason"] = "no TensorRT importable"
         return
-    from .cli.args import Spinner
+    from .progress import Spinner
     from .images import save_image
     from .runtime.backends.trt import TrtBackend
     from .runtime.compare import compare

@@ -20,7 +20,7 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "compsrt"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("shared", ("compsrt", "compsrt.errors", "compsrt.files", "compsrt.paths", "compsrt.images", "compsrt.hadamard",
-                "compsrt.sites", "compsrt.artifacts")),
+                "compsrt.sites", "compsrt.artifacts", "compsrt.progress")),
     ("models", ("compsrt.models", "compsrt.evaluation")),
     ("calibration", ("compsrt.calibration",)),
     ("export", ("compsrt.export",)),
@@ -118,3 +118,10 @@ def test_the_checker_sees_violations():
     found = imports(planted, "def f():\n    from ..runtime.backends import open_backend\n")
     assert found == [("compsrt.runtime.backends", ["open_backend"], 2)]
     assert layer_of("compsrt.runtime.backends") > layer_of(module_name(planted))
+
+
+def test_the_pipeline_does_not_import_the_command_line():
+    """The pipeline is a library function the CLI calls: it takes nothing from compsrt.cli (progress display lives
+    in compsrt.progress, below both)."""
+    imported = [name for name, _, _ in imports(PKG / "pipeline.py")]
+    assert not [m for m in imported if m == "compsrt.cli" or m.startswith("compsrt.cli.")], imported

@@ -11,7 +11,8 @@ import threading
 import time
 from pathlib import Path
 
-from .args import (DEVICE_HELP, Spinner, add_json_flag, add_plugins_arg, add_tile_arg, check_scale, existing, fmt_tile,
+from ..progress import Spinner
+from .args import (DEVICE_HELP, add_json_flag, add_plugins_arg, add_tile_arg, check_scale, existing, fmt_tile,
                    positive_int, resolve_device, size_arg)
 from ..errors import CompsrtError
 

@@ -6,9 +6,13 @@ asynchronous copies, events with elapsed time, and the device's name / compute c
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from ..errors import CompsrtError
+
+log = logging.getLogger(__name__)
 
 
 class DeviceLayer:
@@ -205,8 +209,8 @@ def current_device_info() -> tuple[str, str] | None:
         if torch.cuda.is_available():
             p = torch.cuda.get_device_properties(0)
             return p.name, f"{p.major}.{p.minor}"
-    except Exception:
-        pass
+    except Exception as exc:  # noqa: BLE001 - torch's CUDA errors; cuda-python below may still answer
+        log.info("torch could not read CUDA device 0 (%s: %s); asking cuda-python", exc.__class__.__name__, exc)
     try:
         try:
             from cuda.bindings import runtime as cudart
@@ -220,5 +224,6 @@ def current_device_info() -> tuple[str, str] | None:
             return None
         name = prop.name.decode() if isinstance(prop.name, bytes) else str(prop.name)
         return name.rstrip("\x00"), f"{prop.major}.{prop.minor}"
-    except Exception:
+    except Exception as exc:  # noqa: BLE001 - no CUDA runtime or driver: no device to describe
+        log.info("no CUDA device info (%s: %s)", exc.__class__.__name__, exc)
         return None

@@ -8,6 +8,7 @@ with pinned host buffers, one CUDA stream and events for h2d / compute / d2h.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from ...files import sha256_file
 from ..engine import current_device, make_logger, python_plugin_hash, tensorrt
 from ..timing import StageTimer
 from .base import Backend
+
+log = logging.getLogger(__name__)
 
 REBUILD = "engines must be built with `compsrt build` (its sidecar records the TensorRT version, GPU and plugin); rebuild the engine"
 
@@ -86,8 +89,9 @@ def load_engine(engine: str | os.PathLike, trt=None, check: bool = True) -> Load
         registry = runtime.get_plugin_registry() if hasattr(runtime, "get_plugin_registry") else trt.get_plugin_registry()
         try:  # also serialised in the plan; loading it again only matters for older runtimes
             registry.load_library(plugin["library"])
-        except Exception:
-            pass
+        except Exception as exc:  # noqa: BLE001 - TensorRT's own types; the plan's copy may still serve
+            log.warning("could not load the plugin library %s again (%s: %s); using the copy in the plan",
+                        plugin["library"], exc.__class__.__name__, exc)
     data = engine.read_bytes()
     if len(data) != meta.get("engine_bytes", len(data)):
         raise CompsrtError(f"{engine} is {len(data)} bytes, its sidecar says {meta['engine_bytes']}: the file is "

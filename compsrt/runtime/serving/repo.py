@@ -275,14 +275,3 @@ def _write_into(out: Path, engine, onnx, checkpoint, scale: int | None, weights,
                 "notes": notes}
     atomic_write_text(out / "compsrt_repo.json", json.dumps(manifest, indent=1))
     return manifest
-
-
-def read_manifest(repo: Path) -> dict:
-    p = Path(repo) / "compsrt_repo.json"
-    if not p.is_file():
-        raise CompsrtError(f"{repo} is not a compsrt model repository (no compsrt_repo.json); "
-                           "write one with `compsrt triton-repo`")
-    try:
-        return json.loads(p.read_text())
-    except (OSError, ValueError) as exc:
-        raise CompsrtError(f"{p} is unreadable ({exc}); rewrite the repository with `compsrt triton-repo`") from None
