@@ -44,16 +44,11 @@ def _tiny(scale=2, seed=0) -> SwinIR:
 
 def _quantized(bits, scale=2, seed=0) -> SwinIR:
     """The tiny model quantized (``bits``: an int for W = A, or a QuantConfig), ranges from one observed batch, frozen."""
-    from compsrt.calibration.qmodel import QuantConfig, freeze_model, quantize_model, set_observe
+    from compsrt.calibration.qmodel import QuantConfig, observe_and_freeze, quantize_model
 
     m = _tiny(scale, seed)
     quantize_model(m, bits if isinstance(bits, QuantConfig) else QuantConfig(bits=bits, mode="deploy"))
-    set_observe(m, True)
-    with torch.no_grad():
-        m(torch.rand(2, 3, *TILE, generator=torch.Generator().manual_seed(1)))
-    set_observe(m, False)
-    freeze_model(m)
-    return m.eval()
+    return observe_and_freeze(m, torch.rand(2, 3, *TILE, generator=torch.Generator().manual_seed(1)))
 
 
 @pytest.fixture(scope="module")

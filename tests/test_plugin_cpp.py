@@ -206,18 +206,14 @@ def test_swinir_plugin_variant_engine_with_the_cpp_plugin(cpp_build, tmp_path):
     _rtx()
     import torch
 
-    from compsrt.calibration.qmodel import QuantConfig, freeze_model, quantize_model, set_observe
+    from compsrt.calibration.qmodel import QuantConfig, observe_and_freeze, quantize_model
     from compsrt.export.exporter import ExportOptions, export_model
     from compsrt.models.swinir import SwinIR, SwinIRConfig
 
     torch.manual_seed(0)
     model = SwinIR(SwinIRConfig(scale=2, depths=(2,), num_heads=(6,))).eval()
     quantize_model(model, QuantConfig(bits=4, mode="deploy"))
-    set_observe(model, True)
-    with torch.no_grad():
-        model(torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)))
-    set_observe(model, False)
-    freeze_model(model)
+    observe_and_freeze(model, torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)))
     onnx_path = tmp_path / "plugin.onnx"
     exported = export_model(model.eval(), onnx_path, ExportOptions(tile=(16, 16), batch=1, hadamard="plugin"))
     assert sum(n.op_type == "HadamardTransform" for n in exported.model.graph.node) > 0

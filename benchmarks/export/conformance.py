@@ -164,7 +164,7 @@ def tiny_quantized(preset: str, seed: int = 0):
     import torch
 
     from compsrt.calibration.config import QuantConfig
-    from compsrt.calibration.qmodel import freeze_model, quantize_model, set_observe
+    from compsrt.calibration.qmodel import observe_and_freeze, quantize_model
     from compsrt.models.swinir import SwinIR, SwinIRConfig
 
     torch.manual_seed(seed)
@@ -173,12 +173,8 @@ def tiny_quantized(preset: str, seed: int = 0):
         for p in m.parameters():  # non-trivial biases and position tables, so that mistakes show
             p.add_(0.02 * torch.randn_like(p))
     quantize_model(m, QuantConfig.from_preset(preset))
-    set_observe(m, True)
-    with torch.no_grad():
-        m(torch.rand(2, 3, TILE_QUANTIZED, TILE_QUANTIZED, generator=torch.Generator().manual_seed(1)))
-    set_observe(m, False)
-    freeze_model(m)
-    return m.eval()
+    x = torch.rand(2, 3, TILE_QUANTIZED, TILE_QUANTIZED, generator=torch.Generator().manual_seed(1))
+    return observe_and_freeze(m, x)
 
 
 def make_checkpoints(folder: Path) -> dict[str, Path]:

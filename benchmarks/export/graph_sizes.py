@@ -30,16 +30,11 @@ from compsrt.paths import weights_dir
 
 
 def w4_model(fp_path: Path, tile: int) -> torch.nn.Module:
-    from compsrt.calibration.qmodel import QuantConfig, freeze_model, quantize_model, set_observe
+    from compsrt.calibration.qmodel import QuantConfig, observe_and_freeze, quantize_model
 
     m, _ = load_model(fp_path)
     quantize_model(m, QuantConfig(bits=4, mode="deploy"))
-    set_observe(m, True)
-    with torch.no_grad():
-        m(torch.rand(1, 3, tile, tile, generator=torch.Generator().manual_seed(0)))
-    set_observe(m, False)
-    freeze_model(m)
-    return m.eval()
+    return observe_and_freeze(m, torch.rand(1, 3, tile, tile, generator=torch.Generator().manual_seed(0)))
 
 
 def main() -> int:

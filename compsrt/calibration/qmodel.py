@@ -305,6 +305,17 @@ def activation_code_bits(model: nn.Module) -> int:
 
 
 @torch.no_grad()
+def observe_and_freeze(model: nn.Module, batch: torch.Tensor) -> nn.Module:
+    """Activation ranges from one observed ``batch`` (DOBI), then frozen: a deploy-mode model without a calibration
+    run, for tests and benchmarks whose result does not depend on accuracy. Returns the model in eval mode."""
+    set_observe(model, True)
+    model(batch)
+    set_observe(model, False)
+    freeze_model(model)
+    return model.eval()
+
+
+@torch.no_grad()
 def freeze_model(model: nn.Module) -> None:
     for m in qlinears(model):
         if not m.frozen:
